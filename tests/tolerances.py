@@ -1,0 +1,28 @@
+"""The one tolerance table for every test: relative error allowed against a float64 reference,
+by the storage dtype of the computation under test."""
+
+import torch
+
+RELATIVE = {
+    torch.float64: 1e-10,
+    torch.float32: 1e-5,
+    # bf16/fp16 storage: the state is fp32, but inputs, weights and stored states round to 8 or 11
+    # mantissa bits, and the error grows along the recurrence.
+    torch.float16: 2e-2,
+    torch.bfloat16: 6e-2,
+}
+
+
+def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    """max |actual - expected| / max |expected|, in float64 (a max-norm relative error)."""
+    actual = actual.detach().to(torch.float64)
+    expected = expected.detach().to(torch.float64)
+    scale = expected.abs().max().clamp_min(1e-30)
+    return float((actual - expected).abs().max() / scale)
+
+
+def assert_close(actual: torch.Tensor, expected: torch.Tensor, dtype: torch.dtype, what: str = ""):
+    assert actual.shape == expected.shape, f"{what}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"
+    err = relative_error(actual, expected)
+    tol = RELATIVE[dtype]
+    assert err <= tol, f"{what}: relative error {err:.3e} > {tol:.1e} ({dtype})"
