@@ -5,8 +5,11 @@ kernel module is imported.
 """
 
 import os
+import tempfile
 
 os.environ["TRITON_INTERPRET"] = "1"
+# Autotune choices made by the tests go to a throw-away cache, never the user's.
+os.environ["TRIT_RNN_CACHE_DIR"] = tempfile.mkdtemp(prefix="trit_rnn_test_cache_")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

@@ -1,0 +1,4 @@
+from .orthogonal import OrthogonalRNN
+from .stacked import StackedRecurrence
+
+__all__ = ["OrthogonalRNN", "StackedRecurrence"]

@@ -1,0 +1,92 @@
+"""Persistent backward kernel of the dense recurrence: walks t = T..1 in one launch with W on chip.
+
+    dh_T = grad_out_T + grad_hn;  dz_t = dh_t * f'(h_t);  dh_{t-1} = grad_out_{t-1} + dz_t @ W;
+    dh_0 = dz_1 @ W.
+
+f' is read from the stored outputs h_t, so the forward's pre-activations are never needed. The
+weight gradient sum_t dz_t^T h_{t-1} is one GEMM outside the kernel.
+"""
+
+import triton
+import triton.language as tl
+
+from ..activations import derivative_from_output
+from .forward import split_k_dot
+
+
+@triton.jit(do_not_specialize=["T"])
+def dense_bwd_kernel(
+    grad_out_ptr,  # [T, B, H] any float dtype
+    grad_hn_ptr,  # [B, H] any float dtype (read only when HAS_GRAD_HN)
+    out_ptr,  # [T, B, H] storage dtype, the forward outputs h_1..h_T
+    w_ptr,  # [H, H] storage dtype
+    dz_ptr,  # [T, B, H] state dtype
+    dh0_ptr,  # [B, H] state dtype
+    T,
+    B,
+    H,
+    stride_go_t,
+    stride_go_b,
+    stride_go_h,
+    stride_ghn_b,
+    stride_ghn_h,
+    stride_out_t,
+    stride_out_b,
+    stride_out_h,
+    stride_w_row,
+    stride_w_col,
+    stride_dz_t,
+    stride_dz_b,
+    stride_dz_h,
+    stride_dh0_b,
+    stride_dh0_h,
+    ACTIVATION: tl.constexpr,
+    HAS_GRAD_HN: tl.constexpr,
+    DOT_PRECISION: tl.constexpr,
+    SPLIT_K_LEVELS: tl.constexpr,
+    BLOCK_B: tl.constexpr,
+    BLOCK_H: tl.constexpr,
+):
+    state_dtype = dz_ptr.dtype.element_ty
+    pid = tl.program_id(0).to(tl.int64)
+    rows = pid * BLOCK_B + tl.arange(0, BLOCK_B).to(tl.int64)  # [BLOCK_B]
+    cols = tl.arange(0, BLOCK_H).to(tl.int64)  # [BLOCK_H]
+    row_mask = rows < B  # [BLOCK_B]
+    col_mask = cols < H  # [BLOCK_H]
+    mask = row_mask[:, None] & col_mask[None, :]  # [BLOCK_B, BLOCK_H]
+
+    # W[k, n] as stored (dh_{t-1} = dz_t @ W needs W itself, not its transpose); padding is zero.
+    w_ptrs = w_ptr + cols[:, None] * stride_w_row + cols[None, :] * stride_w_col  # [BLOCK_H, BLOCK_H]
+    w = tl.load(w_ptrs, mask=col_mask[:, None] & col_mask[None, :], other=0.0)  # [BLOCK_H, BLOCK_H]
+
+    go_offs = rows[:, None] * stride_go_b + cols[None, :] * stride_go_h  # [BLOCK_B, BLOCK_H]
+    out_offs = rows[:, None] * stride_out_b + cols[None, :] * stride_out_h  # [BLOCK_B, BLOCK_H]
+    dz_offs = rows[:, None] * stride_dz_b + cols[None, :] * stride_dz_h  # [BLOCK_B, BLOCK_H]
+
+    # Scalar base pointers at step T, moved back one time stride per step (64-bit arithmetic).
+    last = (T - 1).to(tl.int64)
+    go_t_ptr = grad_out_ptr + last * stride_go_t
+    out_t_ptr = out_ptr + last * stride_out_t
+    dz_t_ptr = dz_ptr + last * stride_dz_t
+
+    dh = tl.load(go_t_ptr + go_offs, mask=mask, other=0.0).to(state_dtype)  # [BLOCK_B, BLOCK_H]
+    if HAS_GRAD_HN:
+        ghn_offs = rows[:, None] * stride_ghn_b + cols[None, :] * stride_ghn_h  # [BLOCK_B, BLOCK_H]
+        ghn_ptrs = grad_hn_ptr + ghn_offs  # [BLOCK_B, BLOCK_H]
+        dh += tl.load(ghn_ptrs, mask=mask, other=0.0).to(state_dtype)  # [BLOCK_B, BLOCK_H]
+
+    for s in range(T):
+        h = tl.load(out_t_ptr + out_offs, mask=mask, other=0.0).to(state_dtype)  # [BLOCK_B, BLOCK_H]
+        dz = dh * derivative_from_output(h, ACTIVATION)  # [BLOCK_B, BLOCK_H]
+        tl.store(dz_t_ptr + dz_offs, dz, mask=mask)
+        # As in the forward, 16-bit storage rounds only the dot operand; accumulation is fp32.
+        dh = split_k_dot(dz.to(w.dtype), w, SPLIT_K_LEVELS, DOT_PRECISION, state_dtype)  # [BLOCK_B, BLOCK_H]
+        go_t_ptr -= stride_go_t
+        out_t_ptr -= stride_out_t
+        dz_t_ptr -= stride_dz_t
+        # grad_out of the step before, except after the first step (t = 0), where dh is dh_0.
+        go = tl.load(go_t_ptr + go_offs, mask=mask & (s < T - 1), other=0.0)  # [BLOCK_B, BLOCK_H]
+        dh += go.to(state_dtype)  # [BLOCK_B, BLOCK_H]
+
+    dh0_ptrs = dh0_ptr + rows[:, None] * stride_dh0_b + cols[None, :] * stride_dh0_h  # [BLOCK_B, BLOCK_H]
+    tl.store(dh0_ptrs, dh, mask=mask)

@@ -1,0 +1,170 @@
+"""Ahead-of-time compilation for sm_90 / sm_80 without a GPU (kernels/aot.py).
+
+The test process runs under the Triton interpreter (conftest), where GPU compilation fails, so every
+compile goes through ``collect_in_subprocess``. Numbers are static ptxas results of the pinned
+triton version, not timings.
+"""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from trit_rnn.kernels import aot
+from trit_rnn.kernels.specs import Config
+
+PROBE = {"probe": "tests.kernels.aot_probe_kernel"}
+TARGETS = ["sm_90", "sm_80"]
+# Dense configs compiled by the test (all twelve candidates take ~10 minutes on two cores; the CLI
+# compiles them all). The set must contain the configs the launcher is expected to pick.
+DENSE_TEST_CONFIGS = [Config(16, 4, 1), Config(16, 8, 1), Config(64, 8, 1)]
+
+
+def _ok(record):
+    return {
+        k: record.get(k)
+        for k in (
+            "kernel",
+            "target",
+            "dtype",
+            "hidden_size",
+            "config",
+            "registers",
+            "spill_bytes",
+            "shared_bytes",
+            "tensor_core_ops",
+            "fits",
+            "error",
+        )
+    }
+
+
+@pytest.mark.slow
+def test_probe_kernel_compiles_for_sm90_and_sm80():
+    from tests.kernels.aot_probe_kernel import BROKEN_HIDDEN_SIZE
+
+    records = aot.collect_in_subprocess(
+        TARGETS,
+        [128, BROKEN_HIDDEN_SIZE],
+        [torch.float32],
+        configs=[Config(16, 4, 1)],
+        families=[],
+        modules=PROBE,
+    )
+    print("\n" + aot.format_table(records))
+    good = [r for r in records if r["hidden_size"] == 128]
+    broken = [r for r in records if r["hidden_size"] == BROKEN_HIDDEN_SIZE]
+    assert sorted(r["target"] for r in good) == sorted(TARGETS)
+    for r in good:
+        assert "error" not in r, r["error"]
+        assert r["kernel"] == "probe_fwd" and r["config"] == "BLOCK_B=16,w4,s1" and r["block_b"] == 16
+        assert r["num_warps"] == 4 and r["num_stages"] == 1 and r["dtype"] == "float32"
+        assert 0 < r["registers"] <= 255, _ok(r)
+        assert r["spill_bytes"] >= 0 and r["shared_bytes"] >= 0
+        # W^T (128 x 128 fp32 = 64 KiB) is staged in shared memory: a real allocation, under the limit.
+        assert 64 * 1024 <= r["shared_bytes"] <= r["shared_limit"] == aot.TARGETS[r["target"]][1]
+        # BLOCK_B=16 tf32 dot: mma.sync on both targets, no wgmma.
+        assert r["mma_sync"] > 0 and r["wgmma"] == 0 and r["tensor_core_ops"] == r["mma_sync"]
+        assert r["compile_seconds"] > 0
+        assert r["fits"] is True and r["problems"] == [] and r["spill_bytes"] == 0, _ok(r)
+    # A kernel that does not compile is a record with its error, not a crash and not a silent gap.
+    assert sorted(r["target"] for r in broken) == sorted(TARGETS)
+    for r in broken:
+        assert r["fits"] is False and r["kernel"] == "probe_fwd"
+        assert "arange" in r["error"] or "power of 2" in r["error"], r["error"]
+
+
+def test_fit_logic_on_synthetic_records():
+    base = {
+        "target": "sm_90",
+        "registers": 200,
+        "spill_bytes": 0,
+        "spill_loads": 0,
+        "shared_bytes": 232448,
+        "num_warps": 4,
+    }
+    assert aot.fit_problems(base) == []
+    assert aot.fit_problems({**base, "shared_bytes": 232449}) == ["shared 232449 B > 232448 B limit by 1 B"]
+    assert aot.fit_problems({**base, "target": "sm_80", "shared_bytes": 166912}) == []
+    assert aot.fit_problems({**base, "target": "sm_80"}) == [
+        f"shared 232448 B > 166912 B limit by {232448 - 166912} B"
+    ]
+    assert aot.fit_problems({**base, "spill_bytes": 8}) == ["spills: 8 B stored, 0 B loaded"]
+    assert aot.fit_problems({**base, "spill_loads": 4}) == ["spills: 0 B stored, 4 B loaded"]
+    assert aot.fit_problems({**base, "registers": 256})[0] == "registers 256 > 255"
+    # 16 warps x 32 threads x 255 registers exceeds the 64 K registers of a block.
+    assert aot.fit_problems({**base, "registers": 255, "num_warps": 16}) == [
+        "registers 255 x 512 threads > 65536 per block"
+    ]
+    assert aot.fit_problems({**base, "error": "boom"}) == ["compile error"]
+    with pytest.raises(ValueError, match="unknown target"):
+        aot.fit_problems({**base, "target": "sm_75"})
+    counts = aot.tensor_core_ops(
+        "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {...}\n"
+        "wgmma.fence.sync.aligned;\nwgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16\n"
+        "wgmma.commit_group.sync.aligned;\n"
+    )
+    assert counts == {"mma_sync": 1, "wgmma": 1, "tensor_core_ops": 2}
+    assert aot.parse_config("16,8,2") == Config(16, 8, 2) == aot.parse_config("BLOCK_B=16,w8,s2")
+
+
+def test_refuses_under_the_interpreter():
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    proc = subprocess.run(
+        [sys.executable, "-m", "trit_rnn.kernels.aot", "--target", "sm_90"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "TRITON_INTERPRET" in proc.stderr and "collect_in_subprocess" in proc.stderr
+    assert proc.stdout == ""
+    # In-process (this test process runs the interpreter) the API refuses the same way.
+    assert aot.interpreter_enabled()
+    with pytest.raises(RuntimeError, match="TRITON_INTERPRET"):
+        aot.collect("sm_90", [64], [torch.float32])
+
+
+def test_dense_family_is_registered():
+    assert ("dense", ".dense.launch") in aot.families()
+    launch = aot.import_family_module(".dense.launch")
+    assert callable(launch.compile_specs) and launch.candidate_configs()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "dtype,hidden", [(torch.float32, 128), (torch.bfloat16, 256)], ids=["fp32-H128", "bf16-H256"]
+)
+def test_dense_kernels_compile_and_some_config_fits(dtype, hidden):
+    records = aot.collect_in_subprocess(
+        TARGETS, [hidden], [dtype], configs=DENSE_TEST_CONFIGS, families=["dense"]
+    )
+    print("\n" + aot.format_table(records))
+    errors = [r for r in records if r.get("error")]
+    assert not errors, "\n".join(
+        f"{r['kernel']} {r['target']} {r.get('config')}: {r['error']}" for r in errors
+    )
+    missing, no_fit = [], []
+    for kernel in ("dense_fwd", "dense_bwd"):
+        for target in TARGETS:
+            mine = [r for r in records if r["kernel"] == kernel and r["target"] == target]
+            if len(mine) != len(DENSE_TEST_CONFIGS):
+                missing.append(f"{kernel} {target}: {len(mine)} records")
+                continue
+            for r in mine:
+                assert r["registers"] > 0 and r["shared_bytes"] > 0
+            if not any(
+                r["spill_bytes"] == 0
+                and r["spill_loads"] == 0
+                and r["shared_bytes"] <= aot.TARGETS[target][1]
+                and r["fits"]
+                for r in mine
+            ):
+                no_fit.append(
+                    f"{kernel} {target} {aot.dtype_name(dtype)} H={hidden}: "
+                    + "; ".join(f"{r['config']}: {', '.join(r['problems'])}" for r in mine)
+                )
+    assert not missing, missing
+    assert not no_fit, "no candidate config fits:\n" + "\n".join(no_fit)

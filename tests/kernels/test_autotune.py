@@ -1,0 +1,114 @@
+"""The autotune helper: pruning, timing only what survives, and the on-disk cache."""
+
+import json
+import time
+
+import pytest
+from trit_rnn.kernels import autotune
+from trit_rnn.kernels.specs import Config
+
+CONFIGS = [Config(b, w, s) for b in (16, 32, 64) for w in (4, 8) for s in (1, 2)]
+
+
+@pytest.fixture(autouse=True)
+def _cache_in_tmp(tmp_path, monkeypatch):
+    monkeypatch.setenv("TRIT_RNN_CACHE_DIR", str(tmp_path))
+
+
+def _fits_all(config):
+    return True, "fits"
+
+
+def _rejects_8_warps(config):
+    return (config.num_warps != 8), f"w{config.num_warps} over budget"
+
+
+def test_cache_path_honours_env(tmp_path):
+    assert autotune.cache_path() == tmp_path / autotune.CACHE_FILE_NAME
+
+
+def test_cache_dir_falls_back_to_xdg(tmp_path, monkeypatch):
+    monkeypatch.delenv("TRIT_RNN_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert autotune.cache_dir() == tmp_path / "xdg" / "trit_rnn"
+
+
+def test_prune_drops_over_budget_and_oversized_blocks():
+    report = autotune.prune(CONFIGS, batch=20, budget=_rejects_8_warps, interpreter=False)
+    assert report.survivors == [Config(16, 4, 1), Config(16, 4, 2), Config(32, 4, 1), Config(32, 4, 2)]
+    reasons = dict(report.pruned)
+    assert "over budget" in reasons[Config(16, 8, 1)] and "w8" in reasons[Config(16, 8, 1)]
+    assert "BLOCK_B=64 > 32" in reasons[Config(64, 4, 1)]
+    assert len(report.survivors) + len(report.pruned) == len(CONFIGS)
+
+
+def test_prune_keeps_block_16_for_tiny_batch():
+    report = autotune.prune(CONFIGS, batch=1, budget=_fits_all, interpreter=False)
+    assert {c.block_b for c in report.survivors} == {16}
+
+
+def test_prune_under_interpreter_keeps_one_config_per_block_b():
+    report = autotune.prune(CONFIGS, batch=64, budget=_fits_all, interpreter=True)
+    assert report.survivors == [Config(16, 4, 1), Config(32, 4, 1), Config(64, 4, 1)]
+    assert all("interpreter" in reason for _, reason in report.pruned)
+
+
+def test_no_surviving_config_raises():
+    with pytest.raises(RuntimeError, match="no launch config fits"):
+        autotune.choose("k", ("H=8",), CONFIGS, lambda c: (False, "too big"), lambda c: None, batch=4)
+
+
+def test_single_survivor_is_not_timed():
+    def run(config):
+        raise AssertionError("timed a lone survivor")
+
+    cache = autotune.AutotuneCache()
+    chosen = autotune.choose("k", ("H=8",), CONFIGS, _fits_all, run, batch=3, cache=cache, interpreter=True)
+    assert chosen == Config(16, 4, 1)
+
+
+def test_choice_is_timed_cached_on_disk_and_reread(tmp_path):
+    calls = []
+
+    def run(config):
+        calls.append(config)
+        # 32 is the fastest: the CPU timer must pick it.
+        if config.block_b != 32:
+            time.sleep(0.01)
+
+    key = ("H=20", "B<=64", "torch.float32")
+    cache = autotune.AutotuneCache()
+    chosen = autotune.choose(
+        "dense_fwd", key, CONFIGS, _fits_all, run, batch=64, cache=cache, interpreter=True
+    )
+    assert chosen.block_b == 32
+    assert {c.block_b for c in calls} == {16, 32, 64}
+    path = tmp_path / autotune.CACHE_FILE_NAME
+    assert path.exists() and len(json.loads(path.read_text())) == 1
+
+    calls.clear()
+    fresh = autotune.AutotuneCache()
+    again = autotune.choose(
+        "dense_fwd", key, CONFIGS, _fits_all, run, batch=64, cache=fresh, interpreter=True
+    )
+    assert again == chosen and calls == []
+    # Other kernels and keys are separate entries.
+    assert fresh.get("dense_bwd", key, autotune.device_name("cpu", True)) is None
+
+
+def test_corrupt_cache_warns_and_is_rebuilt(tmp_path):
+    path = tmp_path / autotune.CACHE_FILE_NAME
+    path.write_text("{not json")
+    cache = autotune.AutotuneCache()
+    with pytest.warns(RuntimeWarning, match="corrupt"):
+        assert cache.get("k", ("a",), "dev") is None
+    cache.put("k", ("a",), "dev", Config(32, 8, 2))
+    assert autotune.AutotuneCache().get("k", ("a",), "dev") == Config(32, 8, 2)
+    assert not [p for p in tmp_path.iterdir() if p.name != autotune.CACHE_FILE_NAME]
+
+
+def test_cache_with_wrong_structure_is_corrupt(tmp_path):
+    path = tmp_path / autotune.CACHE_FILE_NAME
+    path.write_text(json.dumps({"x": {"block_b": 16, "bogus": 1}}))
+    with pytest.warns(RuntimeWarning, match="corrupt"):
+        assert autotune.AutotuneCache().get("x", (), "dev") is None

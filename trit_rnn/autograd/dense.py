@@ -1,0 +1,97 @@
+"""The dense recurrence as torch.library custom ops, with autograd and fake (meta) kernels.
+
+Forward op:  (pre, weight_hh, h0, act_bias) -> (outputs, h_n), by the chosen backend.
+Backward op: the sequential reverse loop only -> (dz, dh0). Everything else in the backward is a
+GEMM or a reduction over all steps at once, done here in PyTorch so that torch.compile sees it:
+    d pre      = dz
+    d weight   = sum_t dz_t^T h_{t-1}
+    d act_bias = sum_{t,b} dz_t * sign(h_t)      (modReLU: d h/d b = sign(z) where active)
+"""
+
+import torch
+
+from ..backends import torch_dense
+
+
+def _backend_impl(backend: str):
+    """(forward, backward) of a backend; both take the nonlinearity by name."""
+    if backend == "triton":
+        from ..kernels.dense import launch
+
+        return launch.dense_forward, launch.dense_backward
+    return torch_dense.dense_forward, torch_dense.dense_backward
+
+
+@torch.library.custom_op("trit_rnn::dense_recurrence", mutates_args=())
+def dense_recurrence_op(
+    pre: torch.Tensor,
+    weight_hh: torch.Tensor,
+    h0: torch.Tensor | None,
+    act_bias: torch.Tensor | None,
+    nonlinearity: str,
+    backend: str,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    forward, _ = _backend_impl(backend)
+    return forward(pre, weight_hh, h0, act_bias, nonlinearity)
+
+
+@dense_recurrence_op.register_fake
+def _dense_recurrence_fake(pre, weight_hh, h0, act_bias, nonlinearity, backend):
+    T, B, H = pre.shape
+    return pre.new_empty((T, B, H)), pre.new_empty((B, H))
+
+
+@torch.library.custom_op("trit_rnn::dense_recurrence_backward", mutates_args=())
+def dense_recurrence_backward_op(
+    grad_out: torch.Tensor,
+    grad_hn: torch.Tensor | None,
+    outputs: torch.Tensor,
+    weight_hh: torch.Tensor,
+    nonlinearity: str,
+    backend: str,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    _, backward = _backend_impl(backend)
+    return backward(grad_out, grad_hn, outputs, weight_hh, nonlinearity)
+
+
+@dense_recurrence_backward_op.register_fake
+def _dense_recurrence_backward_fake(grad_out, grad_hn, outputs, weight_hh, nonlinearity, backend):
+    T, B, H = outputs.shape
+    dtype = torch_dense.compute_dtype(outputs.dtype)
+    return outputs.new_empty((T, B, H), dtype=dtype), outputs.new_empty((B, H), dtype=dtype)
+
+
+def _setup_context(ctx, inputs, output):
+    pre, weight_hh, h0, act_bias, nonlinearity, backend = inputs
+    outputs, _ = output
+    ctx.save_for_backward(outputs, weight_hh, h0, act_bias)
+    ctx.nonlinearity = nonlinearity
+    ctx.backend = backend
+    ctx.pre_dtype = pre.dtype
+
+
+def _backward(ctx, grad_out, grad_hn):
+    outputs, weight_hh, h0, act_bias = ctx.saved_tensors
+    needs_pre, needs_weight, needs_h0, needs_bias = ctx.needs_input_grad[:4]
+    if grad_out is None:
+        grad_out = torch.zeros_like(outputs)
+    dz, dh0 = dense_recurrence_backward_op(
+        grad_out, grad_hn, outputs, weight_hh, ctx.nonlinearity, ctx.backend
+    )
+    d_pre = dz.to(ctx.pre_dtype) if needs_pre else None
+    d_weight = None
+    if needs_weight:
+        states = outputs.to(dz.dtype)
+        # [H, H] = dz[1:]^T @ h[:-1] over all (t, b) rows in one GEMM, plus the h0 term.
+        d_weight = dz[1:].flatten(0, 1).T @ states[:-1].flatten(0, 1)
+        if h0 is not None:
+            d_weight = d_weight.addmm_(dz[0].T, h0.to(dz.dtype))
+        d_weight = d_weight.to(weight_hh.dtype)
+    d_h0 = dh0.to(h0.dtype) if (h0 is not None and needs_h0) else None
+    d_bias = None
+    if act_bias is not None and needs_bias:
+        d_bias = (dz * torch.sign(outputs.to(dz.dtype))).sum((0, 1)).to(act_bias.dtype)
+    return d_pre, d_weight, d_h0, d_bias, None, None
+
+
+dense_recurrence_op.register_autograd(_backward, setup_context=_setup_context)

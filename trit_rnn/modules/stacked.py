@@ -1,0 +1,113 @@
+"""The torch.nn.RNN call convention shared by every recurrent module: input layout (time-major,
+batch_first, unbatched), initial states, stacked layers and bidirectional directions.
+
+A subclass owns the parameters of each (layer, direction) and implements `_run_direction`, which
+maps one direction's input [T, B, I] and initial state [B, H] to (outputs [T, B, H], h_n [B, H]).
+"""
+
+import torch
+from torch import nn
+
+from ..validation import check_positive_int, check_same, check_tensor, describe
+
+
+class StackedRecurrence(nn.Module):
+    def __init__(self, input_size, hidden_size, num_layers=1, *, batch_first=False, bidirectional=False):
+        super().__init__()
+        self.input_size = check_positive_int(input_size, "input_size")
+        self.hidden_size = check_positive_int(hidden_size, "hidden_size")
+        self.num_layers = check_positive_int(num_layers, "num_layers")
+        if not isinstance(batch_first, bool):
+            raise TypeError(f"batch_first must be a bool; got {batch_first!r}")
+        if not isinstance(bidirectional, bool):
+            raise TypeError(f"bidirectional must be a bool; got {bidirectional!r}")
+        self.batch_first = batch_first
+        self.bidirectional = bidirectional
+        self.num_directions = 2 if bidirectional else 1
+
+    def layer_input_size(self, layer: int) -> int:
+        return self.input_size if layer == 0 else self.hidden_size * self.num_directions
+
+    @staticmethod
+    def suffix(layer: int, direction: int) -> str:
+        """torch.nn.RNN's parameter-name suffix: l0, l0_reverse, l1, ..."""
+        return f"l{layer}" + ("_reverse" if direction == 1 else "")
+
+    def _check_index(self, layer: int, direction: int) -> None:
+        if not (isinstance(layer, int) and 0 <= layer < self.num_layers):
+            raise ValueError(f"layer must be an int in [0, {self.num_layers}); got {layer!r}")
+        if not (isinstance(direction, int) and 0 <= direction < self.num_directions):
+            raise ValueError(f"direction must be an int in [0, {self.num_directions}); got {direction!r}")
+
+    def _run_direction(self, layer: int, direction: int, x: torch.Tensor, h0: torch.Tensor | None):
+        raise NotImplementedError
+
+    def _prepare_input(self, input):
+        check_tensor(input, "input")
+        if input.dim() not in (2, 3):
+            raise ValueError(
+                f"input must be 3-D ([T, B, {self.input_size}], or [B, T, {self.input_size}] with "
+                f"batch_first) or 2-D unbatched [T, {self.input_size}]; got {describe(input)}"
+            )
+        batched = input.dim() == 3
+        if not batched:
+            input = input.unsqueeze(1)
+        elif self.batch_first:
+            input = input.transpose(0, 1)
+        if input.shape[-1] != self.input_size:
+            raise ValueError(
+                f"input's last dimension must be input_size={self.input_size}; got {describe(input)}"
+            )
+        if input.shape[0] < 1:
+            raise ValueError(f"input must have at least one time step; got {describe(input)}")
+        return input, batched
+
+    def _prepare_hx(self, hx, batch: int, batched: bool, input: torch.Tensor):
+        if hx is None:
+            return None
+        check_tensor(hx, "hx")
+        expected = (self.num_layers * self.num_directions, batch, self.hidden_size)
+        if not batched:
+            if hx.dim() != 2:
+                raise ValueError(f"hx must be 2-D {expected[::2]} for unbatched input; got {describe(hx)}")
+            hx = hx.unsqueeze(1)
+        if tuple(hx.shape) != expected:
+            raise ValueError(
+                f"hx must have shape {expected} (num_layers * num_directions, batch, hidden_size); got {describe(hx)}"
+            )
+        check_same(hx, "hx", input, "input")
+        return hx
+
+    def forward(self, input, hx=None):
+        """input [T, B, I] (or [B, T, I] with batch_first, or unbatched [T, I]); hx
+        [num_layers * num_directions, B, H] or None. Returns (output [T, B, D*H], h_n [L*D, B, H])
+        in the input's layout."""
+        x, batched = self._prepare_input(input)
+        hx = self._prepare_hx(hx, x.shape[1], batched, x)
+        finals = []
+        for layer in range(self.num_layers):
+            outs = []
+            for direction in range(self.num_directions):
+                index = layer * self.num_directions + direction
+                h0 = hx[index] if hx is not None else None
+                xd = x if direction == 0 else x.flip(0)
+                out, h_n = self._run_direction(layer, direction, xd, h0)
+                outs.append(out if direction == 0 else out.flip(0))
+                finals.append(h_n)
+            x = outs[0] if len(outs) == 1 else torch.cat(outs, dim=-1)
+        h_n = torch.stack(finals)
+        if not batched:
+            return x.squeeze(1), h_n.squeeze(1)
+        if self.batch_first:
+            x = x.transpose(0, 1)
+        return x, h_n
+
+    def extra_repr(self) -> str:
+        s = f"{self.input_size}, {self.hidden_size}"
+        if self.num_layers != 1:
+            s += f", num_layers={self.num_layers}"
+        if self.batch_first:
+            s += ", batch_first=True"
+        if self.bidirectional:
+            s += ", bidirectional=True"
+        return s

@@ -1,0 +1,234 @@
+"""Orthogonal matrices from unconstrained parameters: exp map, Cayley map, Householder product.
+
+Each module's `forward()` takes no input and returns W [n, n] with W^T W = I, computed once per
+call from its raw parameters (the RNN module calls it once per forward, then runs the recurrence
+with that W). Gradients flow to the raw parameters through ordinary autograd.
+
+Precision: W is returned in the parameters' dtype, but by default a float32 (or half) W is computed
+in float64 and rounded once. torch.matrix_exp in float32 is ~15 ulps off orthogonal, a systematic
+error that compounds along the recurrence (|h_T| drifts ~1e-3 over 1e4 steps at H = 64); the
+rounded float64 W is ~1 ulp off (drift ~1e-4). The map is O(H^3) once per forward, so the cost is
+small; pass `compute_dtype=torch.float32` to opt out (MPS has no float64 and always opts out).
+"""
+
+import torch
+from torch import nn
+
+from . import init as inits
+
+
+def _check_choice(name: str, value, allowed) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {sorted(allowed)}, got {value!r}")
+
+
+def _check_positive_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return value
+
+
+def _check_dtype(name: str, dtype) -> None:
+    if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise ValueError(f"{name} must be a floating-point torch.dtype, got {dtype!r}")
+
+
+_WIDENED = (torch.float32, torch.float16, torch.bfloat16)
+
+
+class Orthogonal(nn.Module):
+    """Base class: `forward() -> W [size, size]`, orthogonal, in the parameters' dtype. `size` is n.
+
+    Subclasses implement `_raw()` (their main parameter: device and dtype) and
+    `_matrix(dtype) -> W` computed in `dtype`; see the module docstring for `compute_dtype`."""
+
+    def __init__(self, size: int, compute_dtype: torch.dtype | None = None):
+        super().__init__()
+        self.size = _check_positive_int("size", size)
+        _check_dtype("compute_dtype", compute_dtype)
+        self.compute_dtype = compute_dtype
+
+    def forward(self) -> torch.Tensor:
+        raw = self._raw()
+        compute_dtype = self.compute_dtype
+        if compute_dtype is None:
+            widen = raw.dtype in _WIDENED and raw.device.type != "mps"
+            compute_dtype = torch.float64 if widen else raw.dtype
+        return self._matrix(compute_dtype).to(raw.dtype)
+
+    def _raw(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _matrix(self, dtype: torch.dtype) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _eye(self, like: torch.Tensor) -> torch.Tensor:
+        return torch.eye(self.size, device=like.device, dtype=like.dtype)
+
+    def extra_repr(self) -> str:
+        compute = "" if self.compute_dtype is None else f", compute_dtype={self.compute_dtype}"
+        return f"size={self.size}{compute}"
+
+
+class _SkewOrthogonal(Orthogonal):
+    """Shared by the exp and Cayley maps: a free `weight` [n, n] of which only the strict upper
+    triangle A = triu(weight, 1) is used, through the skew matrix A - A^T."""
+
+    # init name -> generator of the skew matrix K; "random" is map-specific (set by subclasses).
+    _haar_skew = None
+
+    def __init__(self, size, init, device=None, dtype=None, generator=None, compute_dtype=None):
+        super().__init__(size, compute_dtype)
+        _check_dtype("dtype", dtype)
+        self._skew_inits = {**inits.SKEW_INITS, "random": type(self)._haar_skew}
+        _check_choice("init", init, self._skew_inits)
+        self.init = init
+        self.weight = nn.Parameter(torch.empty(size, size, device=device, dtype=dtype))
+        self.reset_parameters(generator)
+
+    @torch.no_grad()
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        """Re-draw `weight` from `self.init` (computed in float64 on the CPU, then copied)."""
+        skew = self._skew_inits[self.init](self.size, generator=generator)
+        self.weight.copy_(torch.triu(skew, 1))
+
+    def skew(self, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """A - A^T [n, n] with A = triu(weight, 1), in `dtype` (default: the weight's)."""
+        upper = torch.triu(self.weight, 1).to(dtype or self.weight.dtype)
+        return upper - upper.T
+
+    def _raw(self) -> torch.Tensor:
+        return self.weight
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, init={self.init!r}"
+
+
+class ExpOrthogonal(_SkewOrthogonal):
+    """W = exp(A - A^T) [n, n] (expRNN, Lezcano-Casado & Martinez-Rubio 2019); W in SO(n).
+
+    init: "henaff" (angles |s|, s ~ U(-pi, pi)), "cayley" (angles tan(u/2), u ~ U(0, pi/2): the
+    expRNN default, note the angles are not u), "identity", "random" (Haar on SO(n))."""
+
+    _haar_skew = staticmethod(inits.haar_exp_skew)
+
+    def __init__(
+        self, size: int, init: str = "henaff", device=None, dtype=None, generator=None, compute_dtype=None
+    ):
+        super().__init__(
+            size, init, device=device, dtype=dtype, generator=generator, compute_dtype=compute_dtype
+        )
+
+    def _matrix(self, dtype: torch.dtype) -> torch.Tensor:
+        return torch.matrix_exp(self.skew(dtype))
+
+
+class CayleyOrthogonal(_SkewOrthogonal):
+    """W = (I + S)^{-1} (I - S) D [n, n] (scoRNN, Helfrich et al. 2018), S = A - A^T skew.
+
+    D = diag(`diagonal`) is a fixed buffer [n] of +-1 whose last `num_negative` entries are -1, so
+    det W = (-1)^num_negative and eigenvalues near -1 are reachable (the Cayley map alone never
+    reaches -1). PyTorch/geotorch write the map as (I - B/2)^{-1} (I + B/2); it is the same
+    matrix at B = -2S.
+
+    init: "cayley" (angles exactly u ~ U(0, pi/2) when D = I), "henaff" (angles 2 atan |s|),
+    "identity", "random" ((I + S)^{-1}(I - S) Haar on SO(n); W Haar on {det = (-1)^num_negative})."""
+
+    _haar_skew = staticmethod(inits.haar_cayley_skew)
+
+    def __init__(
+        self,
+        size: int,
+        init: str = "cayley",
+        num_negative: int = 0,
+        device=None,
+        dtype=None,
+        generator=None,
+        compute_dtype=None,
+    ):
+        size = _check_positive_int("size", size)
+        is_int = isinstance(num_negative, int) and not isinstance(num_negative, bool)
+        if not is_int or not 0 <= num_negative <= size:
+            raise ValueError(f"num_negative must be an int in [0, size={size}], got {num_negative!r}")
+        super().__init__(
+            size, init, device=device, dtype=dtype, generator=generator, compute_dtype=compute_dtype
+        )
+        self.num_negative = num_negative
+        signs = torch.ones(size, device=device, dtype=self.weight.dtype)
+        signs[size - num_negative :] = -1
+        self.register_buffer("diagonal", signs)
+
+    def _matrix(self, dtype: torch.dtype) -> torch.Tensor:
+        skew = self.skew(dtype)
+        eye = self._eye(skew)
+        # (I - S) D scales the columns of I - S; solve, never invert (I + S is well conditioned:
+        # its singular values are sqrt(1 + sigma_i(S)^2) >= 1).
+        return torch.linalg.solve(eye + skew, (eye - skew) * self.diagonal.to(dtype))
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, num_negative={self.num_negative}"
+
+
+class HouseholderOrthogonal(Orthogonal):
+    """W = H_1 H_2 ... H_m [n, n], H_k = I - 2 u_k u_k^T / |u_k|^2, `reflectors` [m, n] (row k is
+    u_{k+1}); det W = (-1)^m. Default m = n, which reaches all of that component of O(n).
+
+    Computed in compact WY form, W = I - U T^{-1} U^T with U = reflectors^T [n, m] and T [m, m]
+    upper triangular: strict upper part of U^T U, diagonal |u_k|^2 / 2 (Joffrain et al. 2006).
+    One GEMM-sized triangular solve instead of m rank-1 updates; exact, and differentiable.
+    (torch.linalg.householder_product needs LAPACK's unit-lower-triangular vectors, not free ones.)
+
+    init: "random" (Haar on {det = (-1)^m} when m >= n, Gaussian reflectors when m < n)."""
+
+    INITS = ("random",)
+
+    def __init__(
+        self,
+        size: int,
+        num_reflections: int | None = None,
+        init: str = "random",
+        device=None,
+        dtype=None,
+        generator=None,
+        compute_dtype=None,
+    ):
+        super().__init__(size, compute_dtype)
+        _check_dtype("dtype", dtype)
+        num_reflections = size if num_reflections is None else num_reflections
+        self.num_reflections = _check_positive_int("num_reflections", num_reflections)
+        _check_choice("init", init, self.INITS)
+        self.init = init
+        self.reflectors = nn.Parameter(torch.empty(num_reflections, size, device=device, dtype=dtype))
+        self.reset_parameters(generator)
+
+    @torch.no_grad()
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        self.reflectors.copy_(inits.haar_householder_reflectors(self.size, self.num_reflections, generator))
+
+    def _raw(self) -> torch.Tensor:
+        return self.reflectors
+
+    def _matrix(self, dtype: torch.dtype) -> torch.Tensor:
+        u = self.reflectors.T.to(dtype)  # [n, m]
+        gram = u.T @ u
+        t = torch.triu(gram, 1) + torch.diag(gram.diagonal() / 2)
+        return self._eye(u) - u @ torch.linalg.solve_triangular(t, u.T, upper=True)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, num_reflections={self.num_reflections}, init={self.init!r}"
+
+
+PARAMETRIZATIONS = {
+    "exp": ExpOrthogonal,
+    "cayley": CayleyOrthogonal,
+    "householder": HouseholderOrthogonal,
+}
+
+
+def make_orthogonal(parametrization: str, size: int, init: str | None = None, **kw) -> Orthogonal:
+    """Build an Orthogonal module by name: "exp", "cayley" or "householder". `init=None` keeps the
+    parametrisation's default; other keywords go to its constructor."""
+    _check_choice("parametrization", parametrization, PARAMETRIZATIONS)
+    if init is not None:
+        kw["init"] = init
+    return PARAMETRIZATIONS[parametrization](size, **kw)

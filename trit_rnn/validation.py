@@ -1,0 +1,43 @@
+"""Argument checks shared by the functional ops and the modules. Every error names the argument,
+what was expected and what was received."""
+
+import torch
+
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def describe(t: torch.Tensor) -> str:
+    return f"shape {tuple(t.shape)}, dtype {t.dtype}, device {t.device}"
+
+
+def check_tensor(value, argument: str, *, ndim: int | None = None, dtypes=FLOAT_DTYPES) -> torch.Tensor:
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{argument} must be a torch.Tensor; got {type(value).__name__}")
+    if dtypes is not None and value.dtype not in dtypes:
+        names = ", ".join(str(d) for d in dtypes)
+        raise TypeError(f"{argument} must have a floating dtype ({names}); got {value.dtype}")
+    if ndim is not None and value.dim() != ndim:
+        raise ValueError(f"{argument} must be {ndim}-D; got {describe(value)}")
+    return value
+
+
+def check_shape(value: torch.Tensor, argument: str, expected: tuple, meaning: str) -> None:
+    if tuple(value.shape) != tuple(expected):
+        raise ValueError(f"{argument} must have shape {tuple(expected)} ({meaning}); got {describe(value)}")
+
+
+def check_same(value: torch.Tensor, argument: str, reference: torch.Tensor, reference_name: str) -> None:
+    if value.device != reference.device:
+        raise ValueError(
+            f"{argument} must be on the same device as {reference_name} ({reference.device}); got {value.device}"
+        )
+    if value.dtype != reference.dtype:
+        raise TypeError(
+            f"{argument} must have the dtype of {reference_name} ({reference.dtype}); got {value.dtype}"
+        )
+
+
+def check_positive_int(value, argument: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{argument} must be a positive integer; got {value!r}")
+    return value
