@@ -14,6 +14,7 @@ def _demo(args) -> int:
         hidden=args.hidden,
         batch=args.batch,
         lr=args.lr,
+        nonlinearity=args.nonlinearity,
         parametrization=args.parametrization,
         backend=args.backend,
         seed=args.seed,
@@ -55,11 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="train an OrthogonalRNN on the adding problem (the default main job)")
-    demo.add_argument("--steps", type=int, default=300)
-    demo.add_argument("--seq-len", type=int, default=50)
-    demo.add_argument("--hidden", type=int, default=64)
-    demo.add_argument("--batch", type=int, default=32)
-    demo.add_argument("--lr", type=float, default=1e-3)
+    demo.add_argument("--steps", type=int, default=800)
+    demo.add_argument("--seq-len", type=int, default=20)
+    demo.add_argument("--hidden", type=int, default=128)
+    demo.add_argument("--batch", type=int, default=50)
+    demo.add_argument("--lr", type=float, default=3e-3, help="Adam; the orthogonal parameters train at lr/10")
+    demo.add_argument("--nonlinearity", default="tanh", choices=["tanh", "modrelu", "relu", "identity"])
     demo.add_argument("--parametrization", default="exp", choices=["exp", "cayley", "householder"])
     demo.add_argument("--backend", default="auto", choices=["auto", "torch", "triton"])
     demo.add_argument("--seed", type=int, default=0)

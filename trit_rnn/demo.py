@@ -13,9 +13,11 @@ from .tasks import ADDING_BASELINE_MSE, adding_batch
 
 
 class AddingModel(nn.Module):
-    def __init__(self, hidden_size: int, parametrization: str, backend: str):
+    def __init__(self, hidden_size: int, nonlinearity: str, parametrization: str, backend: str):
         super().__init__()
-        self.rnn = OrthogonalRNN(2, hidden_size, parametrization=parametrization, backend=backend)
+        self.rnn = OrthogonalRNN(
+            2, hidden_size, nonlinearity=nonlinearity, parametrization=parametrization, backend=backend
+        )
         self.readout = nn.Linear(hidden_size, 1)
 
     def forward(self, x):
@@ -30,6 +32,7 @@ def run_demo(
     hidden: int,
     batch: int,
     lr: float,
+    nonlinearity: str,
     parametrization: str,
     backend: str,
     seed: int,
@@ -37,8 +40,8 @@ def run_demo(
 ) -> dict:
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    model = AddingModel(hidden, parametrization, backend)
-    optimizer = torch.optim.RMSprop(orthogonal_param_groups(model, lr=lr))
+    model = AddingModel(hidden, nonlinearity, parametrization, backend)
+    optimizer = torch.optim.Adam(orthogonal_param_groups(model, lr=lr))
     history = []
     start = time.perf_counter()
     bar = tqdm(range(1, steps + 1), desc=f"adding T={seq_len}", unit="step")
@@ -59,6 +62,8 @@ def run_demo(
     return {
         "task": "adding",
         "seq_len": seq_len,
+        "nonlinearity": nonlinearity,
+        "parametrization": parametrization,
         "hidden": hidden,
         "steps": steps,
         "first_mse": sum(history[:log_every]) / min(log_every, len(history)),

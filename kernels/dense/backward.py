@@ -11,7 +11,7 @@ import triton
 import triton.language as tl
 
 from ..activations import derivative_from_output
-from .forward import split_k_dot
+from .forward import load_operator, operator_dot
 
 
 @triton.jit(do_not_specialize=["T"])
@@ -44,6 +44,7 @@ def dense_bwd_kernel(
     HAS_GRAD_HN: tl.constexpr,
     DOT_PRECISION: tl.constexpr,
     SPLIT_K_LEVELS: tl.constexpr,
+    W_HALVES: tl.constexpr,
     BLOCK_B: tl.constexpr,
     BLOCK_H: tl.constexpr,
 ):
@@ -56,12 +57,17 @@ def dense_bwd_kernel(
     mask = row_mask[:, None] & col_mask[None, :]  # [BLOCK_B, BLOCK_H]
 
     # W[k, n] as stored (dh_{t-1} = dz_t @ W needs W itself, not its transpose); padding is zero.
-    w_ptrs = w_ptr + cols[:, None] * stride_w_row + cols[None, :] * stride_w_col  # [BLOCK_H, BLOCK_H]
-    w = tl.load(w_ptrs, mask=col_mask[:, None] & col_mask[None, :], other=0.0)  # [BLOCK_H, BLOCK_H]
+    # Staged in K halves as in the forward (see load_operator).
+    w_lo, w_hi = load_operator(w_ptr, H, stride_w_row, stride_w_col, W_HALVES, BLOCK_H)
 
-    go_offs = rows[:, None] * stride_go_b + cols[None, :] * stride_go_h  # [BLOCK_B, BLOCK_H]
-    out_offs = rows[:, None] * stride_out_b + cols[None, :] * stride_out_h  # [BLOCK_B, BLOCK_H]
-    dz_offs = rows[:, None] * stride_dz_b + cols[None, :] * stride_dz_h  # [BLOCK_B, BLOCK_H]
+    # As in the forward, row and column offsets stay separate vectors that meet inside the loop:
+    # loop-invariant [BLOCK_B, BLOCK_H] int64 offset tiles would pin registers across the loop.
+    go_rows = rows[:, None] * stride_go_b  # [BLOCK_B, 1]
+    go_cols = cols[None, :] * stride_go_h  # [1, BLOCK_H]
+    out_rows = rows[:, None] * stride_out_b  # [BLOCK_B, 1]
+    out_cols = cols[None, :] * stride_out_h  # [1, BLOCK_H]
+    dz_rows = rows[:, None] * stride_dz_b  # [BLOCK_B, 1]
+    dz_cols = cols[None, :] * stride_dz_h  # [1, BLOCK_H]
 
     # Scalar base pointers at step T, moved back one time stride per step (64-bit arithmetic).
     last = (T - 1).to(tl.int64)
@@ -69,23 +75,26 @@ def dense_bwd_kernel(
     out_t_ptr = out_ptr + last * stride_out_t
     dz_t_ptr = dz_ptr + last * stride_dz_t
 
-    dh = tl.load(go_t_ptr + go_offs, mask=mask, other=0.0).to(state_dtype)  # [BLOCK_B, BLOCK_H]
+    dh = tl.load((go_t_ptr + go_rows) + go_cols, mask=mask, other=0.0).to(state_dtype)  # [BLOCK_B, BLOCK_H]
     if HAS_GRAD_HN:
         ghn_offs = rows[:, None] * stride_ghn_b + cols[None, :] * stride_ghn_h  # [BLOCK_B, BLOCK_H]
         ghn_ptrs = grad_hn_ptr + ghn_offs  # [BLOCK_B, BLOCK_H]
         dh += tl.load(ghn_ptrs, mask=mask, other=0.0).to(state_dtype)  # [BLOCK_B, BLOCK_H]
 
     for s in range(T):
-        h = tl.load(out_t_ptr + out_offs, mask=mask, other=0.0).to(state_dtype)  # [BLOCK_B, BLOCK_H]
+        h = tl.load((out_t_ptr + out_rows) + out_cols, mask=mask, other=0.0)  # [BLOCK_B, BLOCK_H]
+        h = h.to(state_dtype)  # [BLOCK_B, BLOCK_H]
         dz = dh * derivative_from_output(h, ACTIVATION)  # [BLOCK_B, BLOCK_H]
-        tl.store(dz_t_ptr + dz_offs, dz, mask=mask)
+        tl.store((dz_t_ptr + dz_rows) + dz_cols, dz, mask=mask)
         # As in the forward, 16-bit storage rounds only the dot operand; accumulation is fp32.
-        dh = split_k_dot(dz.to(w.dtype), w, SPLIT_K_LEVELS, DOT_PRECISION, state_dtype)  # [BLOCK_B, BLOCK_H]
+        dz_in = dz.to(w_lo.dtype)  # [BLOCK_B, BLOCK_H]
+        dh = operator_dot(dz_in, w_lo, w_hi, W_HALVES, SPLIT_K_LEVELS, DOT_PRECISION, state_dtype)
+        # dh: [BLOCK_B, BLOCK_H]
         go_t_ptr -= stride_go_t
         out_t_ptr -= stride_out_t
         dz_t_ptr -= stride_dz_t
         # grad_out of the step before, except after the first step (t = 0), where dh is dh_0.
-        go = tl.load(go_t_ptr + go_offs, mask=mask & (s < T - 1), other=0.0)  # [BLOCK_B, BLOCK_H]
+        go = tl.load((go_t_ptr + go_rows) + go_cols, mask=mask & (s < T - 1), other=0.0)  # [BLOCK_B, BLOCK_H]
         dh += go.to(state_dtype)  # [BLOCK_B, BLOCK_H]
 
     dh0_ptrs = dh0_ptr + rows[:, None] * stride_dh0_b + cols[None, :] * stride_dh0_h  # [BLOCK_B, BLOCK_H]

@@ -30,15 +30,64 @@ def split_k_dot(a, b, LEVELS: tl.constexpr, PRECISION: tl.constexpr, OUT_DTYPE: 
 
     Why: Triton lowers a dot it cannot give to tensor cores (fp32 with input_precision="ieee")
     to FMAs that hold a thread's whole K extent of both operands in registers; at K = 128 ptxas
-    spills. Chunks of K = 32 keep the sm_90 build spill-free. LEVELS = 0 is a plain tl.dot.
+    spills. Chunks of K = 32 keep the sm_90 build spill-free. LEVELS <= 0 is a plain tl.dot.
     """
-    if LEVELS == 0:
+    if LEVELS <= 0:
         r = tl.dot(a, b, input_precision=PRECISION, out_dtype=OUT_DTYPE)
     else:
         a0, a1 = _split_columns(a)
         b0, b1 = _split_rows(b)
         r = split_k_dot(a0, b0, LEVELS - 1, PRECISION, OUT_DTYPE)
         r += split_k_dot(a1, b1, LEVELS - 1, PRECISION, OUT_DTYPE)
+    return r
+
+
+@triton.jit
+def _load_operator_rows(w_ptr, k, n, H, stride_k, stride_n):
+    """M[k, n] = w_ptr[k * stride_k + n * stride_n] for the rows k, zero outside H x H."""
+    ptrs = w_ptr + k[:, None] * stride_k + n[None, :] * stride_n  # [len(k), BLOCK_H]
+    return tl.load(ptrs, mask=(k[:, None] < H) & (n[None, :] < H), other=0.0)  # [len(k), BLOCK_H]
+
+
+@triton.jit
+def load_operator(w_ptr, H, stride_k, stride_n, HALVES: tl.constexpr, BLOCK_H: tl.constexpr):
+    """The step's right-hand operand M [BLOCK_H, BLOCK_H] (K rows, N columns), staged on chip once.
+
+    HALVES: returned as its two K halves (rows 0..BLOCK_H/2-1, BLOCK_H/2..BLOCK_H-1), two tensors
+    that each get their own shared-memory buffer. Why: a runtime stride and a mask on a runtime H
+    make the load scalar, and one [BLOCK_H, BLOCK_H] load keeps every element of a thread's share
+    in its own register until the copy to shared memory; at bf16 H=256 (256 elements per thread at
+    8 warps) ptxas spills. Halves halve that peak. Otherwise (lo, lo): the whole matrix.
+    """
+    n = tl.arange(0, BLOCK_H).to(tl.int64)  # [BLOCK_H]
+    if HALVES:
+        k = tl.arange(0, BLOCK_H // 2).to(tl.int64)  # [BLOCK_H // 2]
+        lo = _load_operator_rows(w_ptr, k, n, H, stride_k, stride_n)  # [BLOCK_H // 2, BLOCK_H]
+        hi = _load_operator_rows(w_ptr, k + BLOCK_H // 2, n, H, stride_k, stride_n)  # [BLOCK_H // 2, BLOCK_H]
+    else:
+        k = tl.arange(0, BLOCK_H).to(tl.int64)  # [BLOCK_H]
+        lo = _load_operator_rows(w_ptr, k, n, H, stride_k, stride_n)  # [BLOCK_H, BLOCK_H]
+        hi = lo  # [BLOCK_H, BLOCK_H]
+    return lo, hi
+
+
+@triton.jit
+def operator_dot(
+    a,
+    m_lo,
+    m_hi,
+    HALVES: tl.constexpr,
+    LEVELS: tl.constexpr,
+    PRECISION: tl.constexpr,
+    OUT_DTYPE: tl.constexpr,
+):
+    """a @ M for M as load_operator returned it; LEVELS is split_k_dot's total K-chunking."""
+    if HALVES:
+        a_lo, a_hi = _split_columns(a)
+        r = split_k_dot(a_lo, m_lo, LEVELS - 1, PRECISION, OUT_DTYPE)
+        r += split_k_dot(a_hi, m_hi, LEVELS - 1, PRECISION, OUT_DTYPE)
+    else:
+        r = split_k_dot(a, m_lo, LEVELS, PRECISION, OUT_DTYPE)
     return r
 
 
@@ -70,6 +119,7 @@ def dense_fwd_kernel(
     STATE_FP64: tl.constexpr,
     DOT_PRECISION: tl.constexpr,
     SPLIT_K_LEVELS: tl.constexpr,
+    W_HALVES: tl.constexpr,
     BLOCK_B: tl.constexpr,
     BLOCK_H: tl.constexpr,
 ):
@@ -82,9 +132,9 @@ def dense_fwd_kernel(
     mask = row_mask[:, None] & col_mask[None, :]  # [BLOCK_B, BLOCK_H]
 
     # Wt[k, n] = W[n, k], read through the strides (a column-major W needs no copy). Padded rows
-    # and columns are zero, so padded hidden units never feed real ones.
-    w_t_ptrs = w_ptr + cols[None, :] * stride_w_row + cols[:, None] * stride_w_col  # [BLOCK_H, BLOCK_H]
-    w_t = tl.load(w_t_ptrs, mask=col_mask[:, None] & col_mask[None, :], other=0.0)  # [BLOCK_H, BLOCK_H]
+    # and columns are zero, so padded hidden units never feed real ones. W_HALVES: see
+    # load_operator (the launcher sets it for tensor-core dots only).
+    w_t_lo, w_t_hi = load_operator(w_ptr, H, stride_w_col, stride_w_row, W_HALVES, BLOCK_H)
 
     if ACTIVATION == 3:
         act_bias = tl.load(act_bias_ptr + cols, mask=col_mask, other=0.0).to(state_dtype)  # [BLOCK_H]
@@ -113,8 +163,9 @@ def dense_fwd_kernel(
         p = p.to(state_dtype)  # [BLOCK_B, BLOCK_H]
         # The state stays in fp32/fp64; for 16-bit storage it is rounded to W's dtype only as the
         # dot operand (fp32 accumulation).
-        h_in = h.to(w_t.dtype)  # [BLOCK_B, BLOCK_H]
-        hw = split_k_dot(h_in, w_t, SPLIT_K_LEVELS, DOT_PRECISION, state_dtype)  # [BLOCK_B, BLOCK_H]
+        h_in = h.to(w_t_lo.dtype)  # [BLOCK_B, BLOCK_H]
+        hw = operator_dot(h_in, w_t_lo, w_t_hi, W_HALVES, SPLIT_K_LEVELS, DOT_PRECISION, state_dtype)
+        # hw: [BLOCK_B, BLOCK_H]
         # Padded rows and columns stay exactly 0: zero pre, zero W padding and f(0) = 0 for every f.
         h = activate(p + hw, act_bias, ACTIVATION)  # [BLOCK_B, BLOCK_H]
         tl.store((out_t_ptr + out_rows) + out_cols, h.to(out_ptr.dtype.element_ty), mask=mask)

@@ -51,6 +51,14 @@ def _split_k_levels(block_h: int, dtype: torch.dtype) -> int:
     return (block_h // FMA_K_CHUNK).bit_length() - 1
 
 
+def _w_halves(block_h: int, dtype: torch.dtype) -> bool:
+    """Whether the kernels stage W in two K halves (see load_operator): for tensor-core dots (16-bit,
+    fp64), whose scalar W load otherwise spills at bf16 H=256. Not for fp32 "ieee" FMA dots, which
+    split K themselves and need more registers with halves (fp32 H=128 backward: 86 -> 230). The
+    dot's K extent must stay >= 16 after halving."""
+    return dtype != torch.float32 and block_h >= 32
+
+
 def _state_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
@@ -194,6 +202,7 @@ def dense_forward(pre, weight, h0, act_bias, nonlinearity: str, config: Config |
             STATE_FP64=state_dtype == torch.float64,
             DOT_PRECISION=DOT_PRECISION,
             SPLIT_K_LEVELS=_split_k_levels(_block_h(H), pre.dtype),
+            W_HALVES=_w_halves(_block_h(H), pre.dtype),
             BLOCK_B=cfg.block_b,
             BLOCK_H=_block_h(H),
             num_warps=cfg.num_warps,
@@ -245,6 +254,7 @@ def dense_backward(grad_out, grad_hn, outputs, weight, nonlinearity: str, config
             HAS_GRAD_HN=grad_hn is not None,
             DOT_PRECISION=DOT_PRECISION,
             SPLIT_K_LEVELS=_split_k_levels(_block_h(H), outputs.dtype),
+            W_HALVES=_w_halves(_block_h(H), outputs.dtype),
             BLOCK_B=cfg.block_b,
             BLOCK_H=_block_h(H),
             num_warps=cfg.num_warps,
@@ -292,6 +302,7 @@ def compile_specs(hidden_size: int, dtype: torch.dtype, config: Config, *, nonli
         "STATE_FP64": dtype == torch.float64,
         "DOT_PRECISION": DOT_PRECISION,
         "SPLIT_K_LEVELS": _split_k_levels(block_h, dtype),
+        "W_HALVES": _w_halves(block_h, dtype),
         "BLOCK_B": config.block_b,
         "BLOCK_H": block_h,
     }
@@ -307,6 +318,7 @@ def compile_specs(hidden_size: int, dtype: torch.dtype, config: Config, *, nonli
         "HAS_GRAD_HN": True,
         "DOT_PRECISION": DOT_PRECISION,
         "SPLIT_K_LEVELS": _split_k_levels(block_h, dtype),
+        "W_HALVES": _w_halves(block_h, dtype),
         "BLOCK_B": config.block_b,
         "BLOCK_H": block_h,
     }

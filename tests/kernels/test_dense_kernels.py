@@ -169,3 +169,18 @@ def test_compile_specs_name_every_kernel_argument():
         assert (spec.num_warps, spec.num_stages) == (config.num_warps, config.num_stages)
     assert specs[0].signature["pre_ptr"] == "*bf16" and specs[0].signature["h0_ptr"] == "*fp32"
     assert specs[1].signature["dz_ptr"] == "*fp32"
+
+
+def test_compile_specs_stage_w_in_halves_for_tensor_core_dots_only():
+    """16-bit and fp64 dots stage W as two K halves (the bf16 H=256 sm_90 build spills otherwise);
+    fp32 "ieee" dots split K themselves and keep W whole; BLOCK_H=16 cannot be halved."""
+    config = candidate_configs()[0]
+    for dtype, hidden, halves in [
+        (torch.bfloat16, 256, True),
+        (torch.float16, 20, True),
+        (torch.float64, 190, True),
+        (torch.float32, 128, False),
+        (torch.bfloat16, 16, False),
+    ]:
+        for spec in compile_specs(hidden, dtype, config):
+            assert spec.constexprs["W_HALVES"] is halves, (spec.name, dtype, hidden)

@@ -4,7 +4,7 @@ explicit formula and oracle, gradients, determinants, argument checks."""
 import pytest
 import torch
 
-from tests.tolerances import assert_close
+from tests.tolerances import RELATIVE, assert_close, relative_error
 from trit_rnn.parametrizations import (
     PARAMETRIZATIONS,
     CayleyOrthogonal,
@@ -248,8 +248,11 @@ def float64_orthogonality_error(w: torch.Tensor) -> float:
 
 
 @pytest.mark.parametrize("parametrization", sorted(PARAMETRIZATIONS))
-def test_float32_matrix_is_the_rounded_float64_matrix(parametrization):
-    size = 64
+@pytest.mark.parametrize("size", [20, 64, 190])
+def test_float32_matrix_is_polished_to_rounding_level(parametrization, size):
+    """The default float32 W: the map in float32 plus one Newton-Schulz step. It must be as
+    orthogonal as float32 rounding allows (length-H dot products: ~sqrt(H) ulps), better than the
+    raw float32 map, and equal, value and gradient, to the float64 map within float32 tolerance."""
     module = make_orthogonal(parametrization, size, init="random", dtype=torch.float32)
     wide = make_orthogonal(parametrization, size, init="random", dtype=F64)
     wide.load_state_dict({k: v.to(F64) for k, v in module.state_dict().items()})
@@ -261,24 +264,31 @@ def test_float32_matrix_is_the_rounded_float64_matrix(parametrization):
     (w_wide * upstream).sum().backward()
 
     assert w.dtype == torch.float32
-    assert torch.equal(w, w_wide.detach().float())  # computed in float64, rounded once
-    # Rounding a float64-orthogonal W leaves it within ~1 ulp; the float32 maps are 6-70 ulps off.
-    assert float64_orthogonality_error(w) < 2 * torch.finfo(torch.float32).eps
-    for p, p_wide in zip(module.parameters(), wide.parameters(), strict=True):
+    eps = torch.finfo(torch.float32).eps
+    assert float64_orthogonality_error(w) < size**0.5 * eps
+    assert float64_orthogonality_error(w) < float64_orthogonality_error(module._matrix(torch.float32))
+    assert_close(w, w_wide, torch.float32, "polished float32 map")
+    # Gradients: the float32 Frechet derivative of a Haar-random exp map at H=190 is itself only
+    # ~1e-4 accurate, so the polished map must be within the float32 tolerance or no worse than
+    # the raw float32 map.
+    raw = make_orthogonal(parametrization, size, init="random", dtype=torch.float32)
+    raw.load_state_dict(module.state_dict())
+    (raw._matrix(torch.float32) * upstream.float()).sum().backward()
+    for p, p_raw, p_wide in zip(module.parameters(), raw.parameters(), wide.parameters(), strict=True):
         assert p.grad.dtype == torch.float32
-        assert_close(p.grad, p_wide.grad, torch.float32, "gradient through the float64 map")
+        allowed = max(RELATIVE[torch.float32], relative_error(p_raw.grad, p_wide.grad))
+        assert relative_error(p.grad, p_wide.grad) <= allowed
 
 
 @pytest.mark.parametrize("parametrization", sorted(PARAMETRIZATIONS))
-def test_compute_dtype_float32_opts_out_of_widening(parametrization):
+def test_compute_dtype_float64_rounds_the_float64_map_once(parametrization):
     size = 64
-    native = make_orthogonal(parametrization, size, init="random", compute_dtype=torch.float32)
-    widened = make_orthogonal(parametrization, size, init="random")
-    widened.load_state_dict(native.state_dict())
-    w_native, w_widened = native(), widened()
-    assert_close(w_native, w_widened, torch.float32, "native float32 map")
-    assert not torch.equal(w_native, w_widened)
-    assert float64_orthogonality_error(w_native) > float64_orthogonality_error(w_widened)
-    assert float64_orthogonality_error(w_native) < orthogonality_bound(size, torch.float32)
-    native().sum().backward()
-    assert all(p.grad is not None and p.grad.abs().max() > 0 for p in native.parameters())
+    module = make_orthogonal(parametrization, size, init="random", compute_dtype=F64)
+    wide = make_orthogonal(parametrization, size, init="random", dtype=F64)
+    wide.load_state_dict({k: v.to(F64) for k, v in module.state_dict().items()})
+    w = module()
+    assert w.dtype == torch.float32
+    assert torch.equal(w, wide().detach().float())
+    assert float64_orthogonality_error(w) < 2 * torch.finfo(torch.float32).eps
+    w.sum().backward()
+    assert all(p.grad is not None and p.grad.abs().max() > 0 for p in module.parameters())

@@ -1,0 +1,58 @@
+"""The eigendecomposition exp map of a skew matrix equals torch.matrix_exp, value and gradient, in
+float64, including the degenerate spectra every block initialisation produces."""
+
+import pytest
+import torch
+
+from tests.tolerances import assert_close
+from trit_rnn.parametrizations import ExpOrthogonal
+from trit_rnn.parametrizations.skew_exp import skew_matrix_exp
+
+F64 = torch.float64
+
+
+def skew_of(kind: str, n: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(n)
+    if kind == "random":
+        a = torch.randn(n, n, generator=g, dtype=F64)
+    elif kind == "zero":
+        a = torch.zeros(n, n, dtype=F64)
+    else:  # equal 2x2 rotation blocks: every eigenvalue +-0.7i is repeated n/2 times
+        a = torch.zeros(n, n, dtype=F64)
+        a[torch.arange(0, n - 1, 2), torch.arange(1, n, 2)] = 0.7
+    return a - a.T
+
+
+@pytest.mark.parametrize("kind", ["random", "zero", "repeated_blocks"])
+@pytest.mark.parametrize("n", [1, 5, 64])
+def test_matches_matrix_exp_value_and_gradient(kind, n):
+    skew = skew_of(kind, n).requires_grad_()
+    upstream = torch.randn(n, n, dtype=F64)
+    ours = skew_matrix_exp(skew)
+    (grad,) = torch.autograd.grad((ours * upstream).sum(), skew)
+    reference = torch.matrix_exp(skew)
+    (ref_grad,) = torch.autograd.grad((reference * upstream).sum(), skew)
+    assert_close(ours, reference, F64, "exp(S)")
+    assert_close(grad, ref_grad, F64, "gradient")
+
+
+def test_gradcheck():
+    a = torch.randn(4, 4, dtype=F64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x: skew_matrix_exp(x.triu(1) - x.triu(1).T), (a,))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+def test_both_methods_of_the_parametrisation_agree(dtype):
+    eigh = ExpOrthogonal(20, init="random", dtype=dtype, method="eigh")
+    pade = ExpOrthogonal(20, init="random", dtype=dtype, method="matrix_exp")
+    pade.load_state_dict(eigh.state_dict())
+    w_eigh, w_pade = eigh(), pade()
+    w_eigh.sum().backward()
+    w_pade.sum().backward()
+    assert_close(w_eigh, w_pade, dtype, "W")
+    assert_close(eigh.weight.grad, pade.weight.grad, dtype, "gradient")
+
+
+def test_unknown_method_is_named():
+    with pytest.raises(ValueError, match="method"):
+        ExpOrthogonal(4, method="pade")
