@@ -186,6 +186,24 @@ def time_config(run: Callable[[Config], object], config: Config, interpreter: bo
     return statistics.median(samples)
 
 
+def spilled_bytes(compiled) -> int:
+    """Register spill bytes of a launched kernel (the CompiledKernel a Triton launch returns on a
+    GPU); 0 when unknown."""
+    return int(getattr(compiled, "n_spills", 0) or 0)
+
+
+def prune_spilling(run: Callable[[Config], object], report: PruneReport) -> None:
+    """On a GPU, compile (launch) every survivor once and drop those whose registers spill, as long
+    as one that does not spill is left: the static budget is an estimate, ptxas is the truth."""
+    spills = {config: spilled_bytes(run(config)) for config in report.survivors}
+    clean = [config for config in report.survivors if spills[config] == 0]
+    if clean and len(clean) < len(report.survivors):
+        for config in report.survivors:
+            if spills[config]:
+                report.pruned.append((config, f"register spills: {spills[config]} bytes"))
+        report.survivors = clean
+
+
 def choose(
     kernel: str,
     key: tuple,
@@ -197,8 +215,11 @@ def choose(
     device: torch.device | str | None = None,
     cache: AutotuneCache | None = None,
     interpreter: bool | None = None,
+    timer: Callable[[Callable[[Config], object], Config, bool], float] = time_config,
 ) -> Config:
-    """The best config for (kernel, key) on this device: cached, else pruned, timed and cached."""
+    """The best config for (kernel, key) on this device: cached, else pruned, timed and cached.
+    `run(config)` launches the kernel and returns what the launch returns (on a GPU, the compiled
+    kernel, whose spill count prunes further); `timer` is injectable for tests."""
     cache = cache if cache is not None else default_cache()
     name = device_name(device, interpreter)
     cached = cache.get(kernel, key, name)
@@ -209,9 +230,11 @@ def choose(
     if not report.survivors:
         reasons = "; ".join(f"{c.label()}: {r}" for c, r in report.pruned)
         raise RuntimeError(f"{kernel} {key}: no launch config fits ({reasons})")
+    if not interpreter and len(report.survivors) > 1:
+        prune_spilling(run, report)
     if len(report.survivors) == 1:
         best = report.survivors[0]
     else:
-        best = min(report.survivors, key=lambda c: time_config(run, c, interpreter))
+        best = min(report.survivors, key=lambda c: timer(run, c, interpreter))
     cache.put(kernel, key, name, best)
     return best

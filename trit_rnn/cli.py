@@ -33,22 +33,21 @@ def _demo(args) -> int:
 
 
 def _resources(args) -> int:
-    from .kernels.aot import collect_in_subprocess
+    from .kernels.aot import collect_in_subprocess, format_table
 
-    records = collect_in_subprocess(args.target, hidden_sizes=args.hidden, dtypes=args.dtype)
+    records = collect_in_subprocess(args.target, hidden_sizes=args.hidden, dtypes=args.dtype, configs=args.config)
     if args.json:
         print(json.dumps(records, indent=1))
         return 0
-    header = f"{'kernel':<10} {'dtype':<9} {'H':>4}  {'config':<24} {'regs':>4} {'spill B':>7} {'smem B':>7} {'TC ops':>6}  fits"
-    print(f"static resources for {args.target} (compiled without a GPU; not a timing)")
-    print(header)
-    for r in records:
-        print(
-            f"{r['kernel']:<10} {r['dtype']:<9} {r['hidden_size']:>4}  {r['config']:<24} {r.get('registers', '-'):>4} "
-            f"{r.get('spill_bytes', '-'):>7} {r.get('shared_bytes', '-'):>7} {r.get('tensor_core_ops', '-'):>6}  "
-            f"{'yes' if r['fits'] else 'no: ' + r.get('error', 'over budget')}"
-        )
+    print(f"static resources for {args.target}, compiled without a GPU (not timings)")
+    print(format_table(records))
     return 0
+
+
+def _parse_config(text: str):
+    from .kernels.aot import parse_config
+
+    return parse_config(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,6 +73,13 @@ def build_parser() -> argparse.ArgumentParser:
     res.add_argument("--target", default="sm_90", choices=["sm_90", "sm_80"])
     res.add_argument("--hidden", type=int, nargs="+", default=[64, 128, 256])
     res.add_argument("--dtype", nargs="+", default=["float32", "bfloat16"])
+    res.add_argument(
+        "--config",
+        action="append",
+        type=_parse_config,
+        default=None,
+        help="BLOCK_B,num_warps,num_stages (repeatable); default: every autotune candidate",
+    )
     res.add_argument("--json", action="store_true")
     res.set_defaults(func=_resources)
     return parser

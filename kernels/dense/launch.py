@@ -189,7 +189,7 @@ def dense_forward(pre, weight, h0, act_bias, nonlinearity: str, config: Config |
     bias_arg = act_bias.to(state_dtype).contiguous() if code == NONLINEARITIES["modrelu"] else dummy
 
     def run(cfg: Config):
-        dense_fwd_kernel[(triton.cdiv(B, cfg.block_b),)](
+        return dense_fwd_kernel[(triton.cdiv(B, cfg.block_b),)](
             pre, weight, h0_arg, bias_arg, outputs, h_n,
             T, B, H,
             *pre.stride(),
@@ -241,7 +241,7 @@ def dense_backward(grad_out, grad_hn, outputs, weight, nonlinearity: str, config
     grad_hn_strides = grad_hn.stride() if grad_hn is not None else (0, 0)
 
     def run(cfg: Config):
-        dense_bwd_kernel[(triton.cdiv(B, cfg.block_b),)](
+        return dense_bwd_kernel[(triton.cdiv(B, cfg.block_b),)](
             grad_out, grad_hn_arg, outputs, weight, dz, dh0,
             T, B, H,
             *grad_out.stride(),

@@ -112,3 +112,41 @@ def test_cache_with_wrong_structure_is_corrupt(tmp_path):
     path.write_text(json.dumps({"x": {"block_b": 16, "bogus": 1}}))
     with pytest.warns(RuntimeWarning, match="corrupt"):
         assert autotune.AutotuneCache().get("x", (), "dev") is None
+
+
+class _Compiled:
+    """What a Triton launch returns on a GPU, reduced to the field the autotuner reads."""
+
+    def __init__(self, n_spills):
+        self.n_spills = n_spills
+
+
+def test_gpu_path_prunes_spilling_configs_then_times_with_do_bench(monkeypatch):
+    """The GPU branch without a GPU: launches return compiled kernels with spill counts, and
+    triton.testing.do_bench is replaced by a fake whose timings make a spilling config fastest."""
+    spills = {Config(16, 4, 1): 64, Config(16, 8, 1): 0, Config(32, 8, 1): 0}
+    milliseconds = {Config(16, 4, 1): 0.1, Config(16, 8, 1): 0.5, Config(32, 8, 1): 0.3}
+    current = {}
+
+    def run(config):
+        current["config"] = config
+        return _Compiled(spills[config])
+
+    def fake_do_bench(fn):
+        fn()
+        return milliseconds[current["config"]]
+
+    monkeypatch.setattr(autotune.triton.testing, "do_bench", fake_do_bench)
+    cache = autotune.AutotuneCache()
+    chosen = autotune.choose("k", ("H=8",), list(spills), _fits_all, run, batch=32, cache=cache, interpreter=False)
+    assert chosen == Config(32, 8, 1)  # the fastest that does not spill
+
+
+def test_gpu_path_keeps_spilling_configs_when_all_spill():
+    report = autotune.PruneReport(survivors=[Config(16, 4, 1), Config(32, 4, 1)])
+    autotune.prune_spilling(lambda c: _Compiled(8), report)
+    assert report.survivors == [Config(16, 4, 1), Config(32, 4, 1)] and report.pruned == []
+
+
+def test_spilled_bytes_of_an_interpreted_launch_is_zero():
+    assert autotune.spilled_bytes(None) == 0 and autotune.spilled_bytes(_Compiled(12)) == 12
