@@ -25,7 +25,18 @@ def test_unknown_command_exits_with_usage():
 
 def test_resources_reports_a_compiled_config(capsys):
     """`trit-rnn resources` compiles for sm_90 in a subprocess (the tests run under the interpreter)."""
-    args = ["resources", "--target", "sm_90", "--hidden", "64", "--dtype", "float32", "--config", "16,8,1", "--json"]
+    args = [
+        "resources",
+        "--target",
+        "sm_90",
+        "--hidden",
+        "64",
+        "--dtype",
+        "float32",
+        "--config",
+        "16,8,1",
+        "--json",
+    ]
     assert main(args) == 0
     records = json.loads(capsys.readouterr().out)
     assert {r["kernel"] for r in records} == {"dense_fwd", "dense_bwd"}

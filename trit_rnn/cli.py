@@ -35,7 +35,9 @@ def _demo(args) -> int:
 def _resources(args) -> int:
     from .kernels.aot import collect_in_subprocess, format_table
 
-    records = collect_in_subprocess(args.target, hidden_sizes=args.hidden, dtypes=args.dtype, configs=args.config)
+    records = collect_in_subprocess(
+        args.target, hidden_sizes=args.hidden, dtypes=args.dtype, configs=args.config
+    )
     if args.json:
         print(json.dumps(records, indent=1))
         return 0

@@ -5,6 +5,7 @@ compile goes through ``collect_in_subprocess``. Numbers are static ptxas results
 triton version, not timings.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -168,3 +169,36 @@ def test_dense_kernels_compile_and_some_config_fits(dtype, hidden):
                 )
     assert not missing, missing
     assert not no_fit, "no candidate config fits:\n" + "\n".join(no_fit)
+
+
+COMPILE_EVERY_VARIANT = """
+import json, torch
+from trit_rnn.kernels import aot
+from trit_rnn.kernels.dense import launch
+from trit_rnn.kernels.specs import Config
+records = []
+cases = [(torch.float32, nl) for nl in launch.NONLINEARITIES] + [(torch.bfloat16, nl) for nl in launch.NONLINEARITIES]
+cases += [(torch.float64, "tanh"), (torch.float16, "modrelu")]
+for dtype, nl in cases:
+    for spec in launch.compile_specs(64, dtype, Config(16, 8, 1), nonlinearity=nl):
+        r = aot.compile_resources(spec, "sm_90")
+        records.append({"kernel": spec.name, "dtype": str(dtype), "nonlinearity": nl, "fits": r["fits"],
+                        "spill_bytes": r["spill_bytes"], "registers": r["registers"]})
+print(json.dumps(records))
+"""
+
+
+@pytest.mark.slow
+def test_every_activation_and_dtype_compiles_for_sm90():
+    """The interpreter checks every activation and dtype numerically; this builds each of those
+    GPU code paths once (H=64, BLOCK_B=16, 8 warps) so none is first compiled on a user's GPU."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["PYTHONPATH"] = os.pathsep.join(sys.path)
+    done = subprocess.run(
+        [sys.executable, "-c", COMPILE_EVERY_VARIANT], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    records = json.loads(done.stdout.strip().splitlines()[-1])
+    assert len(records) == 2 * (4 + 4 + 2)
+    bad = [r for r in records if not (r["fits"] and r["spill_bytes"] == 0 and r["registers"] > 0)]
+    assert not bad, bad

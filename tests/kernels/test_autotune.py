@@ -138,7 +138,9 @@ def test_gpu_path_prunes_spilling_configs_then_times_with_do_bench(monkeypatch):
 
     monkeypatch.setattr(autotune.triton.testing, "do_bench", fake_do_bench)
     cache = autotune.AutotuneCache()
-    chosen = autotune.choose("k", ("H=8",), list(spills), _fits_all, run, batch=32, cache=cache, interpreter=False)
+    chosen = autotune.choose(
+        "k", ("H=8",), list(spills), _fits_all, run, batch=32, cache=cache, interpreter=False
+    )
     assert chosen == Config(32, 8, 1)  # the fastest that does not spill
 
 
