@@ -15,6 +15,7 @@ map (2.5x slower at H = 256). `compute_dtype=torch.float64` computes the map in 
 import torch
 from torch import nn
 
+from ..validation import check_positive_int
 from . import init as inits
 from .skew_exp import skew_matrix_exp
 
@@ -22,12 +23,6 @@ from .skew_exp import skew_matrix_exp
 def _check_choice(name: str, value, allowed) -> None:
     if value not in allowed:
         raise ValueError(f"{name} must be one of {sorted(allowed)}, got {value!r}")
-
-
-def _check_positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
 
 
 def _check_dtype(name: str, dtype) -> None:
@@ -52,7 +47,7 @@ class Orthogonal(nn.Module):
 
     def __init__(self, size: int, compute_dtype: torch.dtype | None = None):
         super().__init__()
-        self.size = _check_positive_int("size", size)
+        self.size = check_positive_int(size, "size")
         _check_dtype("compute_dtype", compute_dtype)
         self.compute_dtype = compute_dtype
 
@@ -175,7 +170,7 @@ class CayleyOrthogonal(_SkewOrthogonal):
         generator=None,
         compute_dtype=None,
     ):
-        size = _check_positive_int("size", size)
+        size = check_positive_int(size, "size")
         is_int = isinstance(num_negative, int) and not isinstance(num_negative, bool)
         if not is_int or not 0 <= num_negative <= size:
             raise ValueError(f"num_negative must be an int in [0, size={size}], got {num_negative!r}")
@@ -224,7 +219,7 @@ class HouseholderOrthogonal(Orthogonal):
         super().__init__(size, compute_dtype)
         _check_dtype("dtype", dtype)
         num_reflections = size if num_reflections is None else num_reflections
-        self.num_reflections = _check_positive_int("num_reflections", num_reflections)
+        self.num_reflections = check_positive_int(num_reflections, "num_reflections")
         _check_choice("init", init, self.INITS)
         self.init = init
         self.reflectors = nn.Parameter(torch.empty(num_reflections, size, device=device, dtype=dtype))
