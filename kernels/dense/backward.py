@@ -11,7 +11,7 @@ import triton
 import triton.language as tl
 
 from ..activations import derivative_from_output
-from .forward import load_operator, operator_dot
+from .forward import load_operator, operator_dot, program_tile
 
 
 @triton.jit(do_not_specialize=["T"])
@@ -49,12 +49,7 @@ def dense_bwd_kernel(
     BLOCK_H: tl.constexpr,
 ):
     state_dtype = dz_ptr.dtype.element_ty
-    pid = tl.program_id(0).to(tl.int64)
-    rows = pid * BLOCK_B + tl.arange(0, BLOCK_B).to(tl.int64)  # [BLOCK_B]
-    cols = tl.arange(0, BLOCK_H).to(tl.int64)  # [BLOCK_H]
-    row_mask = rows < B  # [BLOCK_B]
-    col_mask = cols < H  # [BLOCK_H]
-    mask = row_mask[:, None] & col_mask[None, :]  # [BLOCK_B, BLOCK_H]
+    rows, cols, col_mask, mask = program_tile(B, H, BLOCK_B, BLOCK_H)
 
     # W[k, n] as stored (dh_{t-1} = dz_t @ W needs W itself, not its transpose); padding is zero.
     # Staged in K halves as in the forward (see load_operator).

@@ -50,6 +50,18 @@ def _load_operator_rows(w_ptr, k, n, H, stride_k, stride_n):
 
 
 @triton.jit
+def program_tile(B, H, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr):
+    """This program's batch rows [BLOCK_B] and hidden columns [BLOCK_H] (int64 for addressing),
+    the column mask [BLOCK_H] and the tile mask [BLOCK_B, BLOCK_H] for any B and H."""
+    pid = tl.program_id(0).to(tl.int64)
+    rows = pid * BLOCK_B + tl.arange(0, BLOCK_B).to(tl.int64)  # [BLOCK_B]
+    cols = tl.arange(0, BLOCK_H).to(tl.int64)  # [BLOCK_H]
+    col_mask = cols < H  # [BLOCK_H]
+    mask = (rows < B)[:, None] & col_mask[None, :]  # [BLOCK_B, BLOCK_H]
+    return rows, cols, col_mask, mask
+
+
+@triton.jit
 def load_operator(w_ptr, H, stride_k, stride_n, HALVES: tl.constexpr, BLOCK_H: tl.constexpr):
     """The step's right-hand operand M [BLOCK_H, BLOCK_H] (K rows, N columns), staged on chip once.
 
@@ -124,12 +136,7 @@ def dense_fwd_kernel(
     BLOCK_H: tl.constexpr,
 ):
     state_dtype = tl.float64 if STATE_FP64 else tl.float32
-    pid = tl.program_id(0).to(tl.int64)
-    rows = pid * BLOCK_B + tl.arange(0, BLOCK_B).to(tl.int64)  # [BLOCK_B]
-    cols = tl.arange(0, BLOCK_H).to(tl.int64)  # [BLOCK_H]
-    row_mask = rows < B  # [BLOCK_B]
-    col_mask = cols < H  # [BLOCK_H]
-    mask = row_mask[:, None] & col_mask[None, :]  # [BLOCK_B, BLOCK_H]
+    rows, cols, col_mask, mask = program_tile(B, H, BLOCK_B, BLOCK_H)
 
     # Wt[k, n] = W[n, k], read through the strides (a column-major W needs no copy). Padded rows
     # and columns are zero, so padded hidden units never feed real ones. W_HALVES: see
