@@ -27,6 +27,7 @@ import inspect
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -315,9 +316,22 @@ def _error_text(exc: BaseException, limit: int = 4000) -> str:
     return text if len(text) <= limit else text[:limit] + " ...[truncated]"
 
 
+def _over_budget(module: str, target: str, dtype: str, hidden: int, config: Config) -> str | None:
+    """Why the family's static shared-memory estimate rules this config out on target, or None."""
+    estimate = getattr(import_family_module(module), "estimate_shared_bytes", None)
+    if estimate is None:
+        return None
+    needed, limit = estimate(hidden, dtype_from_name(dtype), config), TARGETS[target][1]
+    if needed <= limit:
+        return None
+    return f"not compiled: static estimate of shared memory {needed} B > {limit} B limit"
+
+
 def _compile_task(task: tuple) -> list[dict]:
-    """One (family, module, target, dtype, H, config): every spec of that config. Never raises."""
-    family, module, target, dtype, hidden, config = task
+    """One (family, module, target, dtype, H, config, skip_over_budget): every spec of that config.
+    skip_over_budget: report a config whose static shared-memory estimate exceeds the target's limit
+    as not fitting, without compiling it (such kernels take minutes to compile). Never raises."""
+    family, module, target, dtype, hidden, config, skip_over_budget = task
     base = {
         "family": family,
         "target": target,
@@ -347,8 +361,25 @@ def _compile_task(task: tuple) -> list[dict]:
             base = {**base, "estimated_fit": bool(ok), "estimate": str(reason)}
         except Exception as exc:
             base = {**base, "estimate": f"estimate_budget failed: {_error_text(exc, 300)}"}
+    skipped = _over_budget(module, target, dtype, hidden, config) if skip_over_budget else None
     records = []
     for spec in specs:
+        if skipped:
+            meta = {"meta": dict(spec.meta)} if spec.meta else {}
+            records.append(
+                {
+                    **base,
+                    "kernel": spec.name,
+                    "registers": None,
+                    "spill_bytes": None,
+                    "shared_bytes": None,
+                    "fits": False,
+                    "skipped": skipped,
+                    "problems": [skipped],
+                    **meta,
+                }
+            )
+            continue
         try:
             res = compile_resources(spec, target)
         except Exception as exc:
@@ -367,7 +398,14 @@ def _compile_task(task: tuple) -> list[dict]:
 
 
 def collect(
-    target: str, hidden_sizes, dtypes, configs=None, families=None, modules=None, jobs: int = 2
+    target: str,
+    hidden_sizes,
+    dtypes,
+    configs=None,
+    families=None,
+    modules=None,
+    jobs: int = 2,
+    skip_over_budget: bool = False,
 ) -> list[dict]:
     """Compile every kernel of the selected families for ``target`` at each hidden size, dtype and
     config (default: each family's ``candidate_configs()``); one record per compiled kernel.
@@ -375,12 +413,19 @@ def collect(
     families: names from ``families()`` (None: all; []: none). modules: extra {family: module}
     (absolute module names with ``candidate_configs``/``compile_specs``, e.g. a test probe).
     jobs: worker processes (configs compile in parallel). A compile error becomes a record with
-    fits False and an "error" field."""
-    return collect_targets([target], hidden_sizes, dtypes, configs, families, modules, jobs)
+    fits False and an "error" field. skip_over_budget: see _compile_task (a "skipped" field)."""
+    return collect_targets([target], hidden_sizes, dtypes, configs, families, modules, jobs, skip_over_budget)
 
 
 def collect_targets(
-    targets, hidden_sizes, dtypes, configs=None, families=None, modules=None, jobs: int = 2
+    targets,
+    hidden_sizes,
+    dtypes,
+    configs=None,
+    families=None,
+    modules=None,
+    jobs: int = 2,
+    skip_over_budget: bool = False,
 ) -> list[dict]:
     """``collect`` for several targets in one process pool (records ordered by target)."""
     _require_compiler()
@@ -417,7 +462,49 @@ def collect_targets(
             for dtype in dtypes:
                 for hidden in hidden_sizes:
                     for config in family_configs:
-                        tasks.append((family, module, target, dtype_name(dtype), int(hidden), config))
+                        task = (
+                            family,
+                            module,
+                            target,
+                            dtype_name(dtype),
+                            int(hidden),
+                            config,
+                            skip_over_budget,
+                        )
+                        tasks.append(task)
+    # Tasks that build identical kernels (hidden sizes with the same padded block) compile once in
+    # the first pass; the second pass then finds them in triton's cache instead of compiling them
+    # twice in parallel.
+    seen, first, repeats = set(), [], []
+    for index, task in enumerate(tasks):
+        key = _compile_key(task)
+        (repeats if key in seen else first).append(index)
+        seen.add(key)
+    results = {}
+    for batch in (first, repeats):
+        for index, records in zip(batch, _run_tasks([tasks[i] for i in batch], jobs), strict=True):
+            results[index] = records
+    return records_before + [r for i in range(len(tasks)) for r in results[i]]
+
+
+def _compile_key(task: tuple):
+    """What triton compiles for a task: its specs without the report-only meta (the task itself
+    when the specs cannot be built)."""
+    family, module, target, dtype, hidden, config, skip_over_budget = task
+    try:
+        if skip_over_budget and _over_budget(module, target, dtype, hidden, config):
+            return task
+        specs = import_family_module(module).compile_specs(hidden, dtype_from_name(dtype), config)
+        return (target,) + tuple(
+            (s.name, s.fn.__name__, tuple(sorted(s.signature.items())),
+             tuple(sorted((k, repr(v)) for k, v in s.constexprs.items())), s.num_warps, s.num_stages)
+            for s in specs
+        )  # fmt: skip
+    except Exception:
+        return task
+
+
+def _run_tasks(tasks: list[tuple], jobs: int) -> list[list[dict]]:
     if jobs > 1 and len(tasks) > 1:
         import concurrent.futures
         import multiprocessing
@@ -426,10 +513,23 @@ def collect_targets(
         with concurrent.futures.ProcessPoolExecutor(
             max_workers=min(jobs, len(tasks)), mp_context=multiprocessing.get_context(method)
         ) as pool:
-            results = list(pool.map(_compile_task, tasks))
-    else:
-        results = [_compile_task(t) for t in tasks]
-    return records_before + [r for rs in results for r in rs]
+            return list(pool.map(_compile_task, tasks))
+    return [_compile_task(t) for t in tasks]
+
+
+def _run_in_own_group(cmd: list[str], env: dict, timeout: float) -> subprocess.CompletedProcess:
+    """subprocess.run in a new process group, so that a timeout also ends the child's compile
+    workers (killing only the child would leave them running)."""
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
 
 
 def collect_in_subprocess(
@@ -443,6 +543,7 @@ def collect_in_subprocess(
     timeout: float = 900,
     python: str | None = None,
     fresh_cache: bool = False,
+    skip_over_budget: bool = False,
 ) -> list[dict]:
     """Run ``collect`` for ``target`` (one name or a list) in a fresh interpreter without
     TRITON_INTERPRET (the CLI with --output) and return its records. The caller's sys.path is
@@ -480,7 +581,9 @@ def collect_in_subprocess(
             cmd += ["--module", f"{name}={module}"]
         if fresh_cache:
             cmd += ["--fresh-cache"]
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+        if skip_over_budget:
+            cmd += ["--skip-over-budget"]
+        proc = _run_in_own_group(cmd, env, timeout)
         if proc.returncode != 0 or not os.path.exists(out):
             raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-8000:]}")
         with open(out) as f:
@@ -491,7 +594,9 @@ def collect_in_subprocess(
 # report
 
 
-def format_table(records: list[dict]) -> str:
+def format_table(records: list[dict], extra_columns=()) -> str:
+    """One row per record. extra_columns: (header, record -> text) pairs appended to every row
+    that was compiled (an error or skipped row shows "-")."""
     header = [
         "kernel",
         "target",
@@ -506,14 +611,15 @@ def format_table(records: list[dict]) -> str:
         "wgmma",
         "fits",
         "secs",
+        *(name for name, _ in extra_columns),
         "notes",
     ]
     rows = []
     for r in records:
-        if r.get("error"):
-            lines = [ln.strip() for ln in r["error"].splitlines() if ln.strip()]
+        if r.get("error") or r.get("skipped"):
+            lines = [ln.strip() for ln in r.get("error", "").splitlines() if ln.strip()]
             # a CompilationError's first line is only its position; the reason is on the last line
-            note = "error"
+            note = r.get("skipped") or "error"
             if lines:
                 note = (lines[0] if len(lines) == 1 else f"{lines[0].split(':')[0]}: {lines[-1]}")[:140]
             rows.append(
@@ -529,8 +635,9 @@ def format_table(records: list[dict]) -> str:
                     "-",
                     "-",
                     "-",
-                    "ERROR",
+                    "ERROR" if r.get("error") else "NO",
                     "-",
+                    *("-" for _ in extra_columns),
                     note,
                 ]
             )
@@ -559,6 +666,7 @@ def format_table(records: list[dict]) -> str:
                 str(r["wgmma"]),
                 "yes" if r["fits"] else "NO",
                 f"{r['compile_seconds']:.2f}",
+                *(str(column(r)) for _, column in extra_columns),
                 notes,
             ]
         )
@@ -604,6 +712,11 @@ def _parse_args(argv):
     p.add_argument(
         "--fresh-cache", action="store_true", help="compile into an empty triton cache (real compile times)"
     )
+    p.add_argument(
+        "--skip-over-budget",
+        action="store_true",
+        help="report configs over the static shared-memory estimate as not fitting without compiling them",
+    )
     p.add_argument("--quiet", action="store_true", help="print nothing (with --output)")
     return p.parse_args(argv)
 
@@ -637,6 +750,7 @@ def main(argv=None) -> int:
             families=args.family,
             modules=modules,
             jobs=args.jobs,
+            skip_over_budget=args.skip_over_budget,
         )
     if args.output:
         with open(args.output, "w") as f:

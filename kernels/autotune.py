@@ -1,22 +1,28 @@
-"""The one autotune helper every launcher uses.
+"""The one autotune helper every launcher (and `trit-rnn autotune`) uses.
 
-    choose(kernel, key, configs, budget, run, batch=B, device=...) -> Config
+    choose(kernel, key, configs, budget, run, batch=B, signature=S, device=...) -> Config
+    tune(kernel, key, configs, budget, run, batch=B, signature=S, device_label=...) -> TuneResult
 
 1. prune: configs whose estimated on-chip footprint does not fit (the launcher's budget function),
    and configs whose BLOCK_B exceeds what the batch needs (next_pow2(B), at least 16), are dropped
    before anything is timed; under the interpreter num_warps/num_stages are ignored, so only one
-   config per distinct BLOCK_B is kept;
+   config per distinct BLOCK_B is kept; on a GPU, configs whose registers spill are dropped too;
 2. time the survivors (time.perf_counter under the interpreter, triton.testing.do_bench on a GPU),
    unless only one survives;
 3. cache the choice in memory and in a JSON file (atomic writes; a corrupt file warns and is
    rebuilt). The file lives in $TRIT_RNN_CACHE_DIR, else $XDG_CACHE_HOME/trit_rnn, else
-   ~/.cache/trit_rnn.
+   ~/.cache/trit_rnn. An entry's key holds the device name, the triton version, the kernel name,
+   the kernel's signature (`kernel_signature`: a hash of its source) and the launcher's key.
 
-`prune` and `cache_path` are public so that the CLI can show the decisions and the file.
+`choose` returns a cached choice when there is one and calls `tune` otherwise; the command line
+calls `tune` directly to re-time every survivor. `prune`, `prune_spilling` and `cache_path` are
+public so that the command line can show the decisions and the file.
 """
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 import json
 import os
 import statistics
@@ -35,7 +41,9 @@ from .specs import Config
 
 CACHE_FILE_NAME = "autotune.json"
 MIN_BLOCK_B = 16  # the smallest M of a tl.dot
+SIGNATURE_LENGTH = 12
 Budget = Callable[[Config], tuple[bool, str]]
+Timer = Callable[[Callable[[Config], object], Config, bool], float]
 
 
 def next_pow2(n: int) -> int:
@@ -65,6 +73,56 @@ def device_name(device: torch.device | str | None, interpreter: bool | None = No
     if interpreter or device.type != "cuda":
         return "triton-interpreter-cpu"
     return torch.cuda.get_device_name(device)
+
+
+# --------------------------------------------------------------------------------------------
+# kernel signature
+
+
+def _python_function(obj):
+    """The Python function behind a @triton.jit object (JITFunction and the interpreter's
+    InterpretedFunction both keep it in `.fn`), else None."""
+    fn = getattr(obj, "fn", None)
+    return fn if inspect.isfunction(fn) else None
+
+
+def _collect_sources(obj, sources: dict[str, str]) -> None:
+    fn = _python_function(obj)
+    name = f"{fn.__module__}.{fn.__qualname__}"
+    if name in sources:
+        return
+    sources[name] = inspect.getsource(fn)
+    for ref in fn.__code__.co_names:
+        value = fn.__globals__.get(ref)
+        if _python_function(value) is not None:
+            _collect_sources(value, sources)
+
+
+_signatures: dict[int, tuple[object, str]] = {}
+
+
+def kernel_signature(kernel) -> str:
+    """A short hash of a @triton.jit kernel's source and of every @triton.jit function it calls by
+    name (recursively), so that editing the kernel or one of its helpers invalidates cached choices.
+
+    Not triton's `JITFunction.cache_key`: the interpreter's kernels have none, and it hashes line
+    numbers too. This one is the same in every process and in both modes."""
+    entry = _signatures.get(id(kernel))
+    if entry is None or entry[0] is not kernel:
+        if _python_function(kernel) is None:
+            raise TypeError(f"{kernel!r} is not a @triton.jit function")
+        sources: dict[str, str] = {}
+        _collect_sources(kernel, sources)
+        digest = hashlib.sha256()
+        for name in sorted(sources):
+            digest.update(f"{name}\n{sources[name]}\n".encode())
+        entry = (kernel, digest.hexdigest()[:SIGNATURE_LENGTH])
+        _signatures[id(kernel)] = entry
+    return entry[1]
+
+
+# --------------------------------------------------------------------------------------------
+# pruning
 
 
 @dataclass
@@ -97,8 +155,34 @@ def prune(configs: list[Config], batch: int, budget: Budget, interpreter: bool |
     return report
 
 
-def _full_key(kernel: str, key: tuple, device: str) -> str:
-    return json.dumps([device, f"triton={triton.__version__}", kernel, [str(k) for k in key]])
+def spilled_bytes(compiled) -> int:
+    """Register spill bytes of a launched kernel (the CompiledKernel a Triton launch returns on a
+    GPU); 0 when unknown."""
+    return int(getattr(compiled, "n_spills", 0) or 0)
+
+
+def prune_spilling(run: Callable[[Config], object], report: PruneReport) -> None:
+    """On a GPU, compile (launch) every survivor once and drop those whose registers spill, as long
+    as one that does not spill is left: the static budget is an estimate, ptxas is the truth.
+    `run(config)` returns anything with an `n_spills` attribute (a CompiledKernel, or an AOT
+    record's spill count)."""
+    spills = {config: spilled_bytes(run(config)) for config in report.survivors}
+    clean = [config for config in report.survivors if spills[config] == 0]
+    if clean and len(clean) < len(report.survivors):
+        for config in report.survivors:
+            if spills[config]:
+                report.pruned.append((config, f"register spills: {spills[config]} bytes"))
+        report.survivors = clean
+
+
+# --------------------------------------------------------------------------------------------
+# the cache
+
+
+def _full_key(kernel: str, key: tuple, device: str, signature: str) -> str:
+    return json.dumps(
+        [device, f"triton={triton.__version__}", kernel, f"src={signature}", [str(k) for k in key]]
+    )
 
 
 class AutotuneCache:
@@ -136,15 +220,29 @@ class AutotuneCache:
             self._entries = self._read_disk()
         return self._entries
 
-    def get(self, kernel: str, key: tuple, device: str) -> Config | None:
+    def get(self, kernel: str, key: tuple, device: str, signature: str) -> Config | None:
         with self._lock:
-            value = self._loaded().get(_full_key(kernel, key, device))
+            value = self._loaded().get(_full_key(kernel, key, device, signature))
         return Config(**value) if value is not None else None
 
-    def put(self, kernel: str, key: tuple, device: str, config: Config) -> None:
+    def devices_with(self, kernel: str, key: tuple, signature: str) -> dict[str, Config]:
+        """{device name: cached config} for this kernel, key and signature on every device."""
+        with self._lock:
+            entries = dict(self._loaded())
+        found = {}
+        for full, value in entries.items():
+            try:
+                device = json.loads(full)[0]
+            except (ValueError, IndexError, TypeError):
+                continue
+            if isinstance(device, str) and full == _full_key(kernel, key, device, signature):
+                found[device] = Config(**value)
+        return found
+
+    def put(self, kernel: str, key: tuple, device: str, signature: str, config: Config) -> None:
         with self._lock:
             entries = self._loaded()
-            entries[_full_key(kernel, key, device)] = asdict(config)
+            entries[_full_key(kernel, key, device, signature)] = asdict(config)
             # Merge what other processes wrote meanwhile; our entries win.
             merged = {**self._read_disk(warn=False), **entries}
             self._entries = merged
@@ -173,10 +271,22 @@ def default_cache() -> AutotuneCache:
     return _caches[path]
 
 
-def time_config(run: Callable[[Config], object], config: Config, interpreter: bool, reps: int = 3) -> float:
-    """Seconds per run: a CPU timer under the interpreter, do_bench (ms -> s) on a GPU."""
+# --------------------------------------------------------------------------------------------
+# timing and choosing
+
+
+def time_config(
+    run: Callable[[Config], object],
+    config: Config,
+    interpreter: bool,
+    reps: int = 3,
+    bench: Callable[[Callable[[], object]], float] | None = None,
+) -> float:
+    """Seconds per run: a CPU timer under the interpreter, do_bench (ms -> s) on a GPU. `bench`
+    replaces triton.testing.do_bench (tests)."""
     if not interpreter:
-        return triton.testing.do_bench(lambda: run(config)) * 1e-3
+        bench = bench if bench is not None else triton.testing.do_bench
+        return bench(lambda: run(config)) * 1e-3
     run(config)  # warm-up: first call traces and caches the interpreted kernel
     samples = []
     for _ in range(reps):
@@ -186,22 +296,46 @@ def time_config(run: Callable[[Config], object], config: Config, interpreter: bo
     return statistics.median(samples)
 
 
-def spilled_bytes(compiled) -> int:
-    """Register spill bytes of a launched kernel (the CompiledKernel a Triton launch returns on a
-    GPU); 0 when unknown."""
-    return int(getattr(compiled, "n_spills", 0) or 0)
+@dataclass
+class TuneResult:
+    """What `tune` decided: the pruning, the seconds of every config it timed, and the choice."""
+
+    best: Config
+    report: PruneReport
+    seconds: dict[Config, float] = field(default_factory=dict)
 
 
-def prune_spilling(run: Callable[[Config], object], report: PruneReport) -> None:
-    """On a GPU, compile (launch) every survivor once and drop those whose registers spill, as long
-    as one that does not spill is left: the static budget is an estimate, ptxas is the truth."""
-    spills = {config: spilled_bytes(run(config)) for config in report.survivors}
-    clean = [config for config in report.survivors if spills[config] == 0]
-    if clean and len(clean) < len(report.survivors):
-        for config in report.survivors:
-            if spills[config]:
-                report.pruned.append((config, f"register spills: {spills[config]} bytes"))
-        report.survivors = clean
+def tune(
+    kernel: str,
+    key: tuple,
+    configs: list[Config],
+    budget: Budget,
+    run: Callable[[Config], object],
+    *,
+    batch: int,
+    signature: str,
+    device_label: str,
+    cache: AutotuneCache,
+    interpreter: bool,
+    timer: Timer = time_config,
+    time_lone_survivor: bool = False,
+) -> TuneResult:
+    """Prune, time the survivors, cache and return the fastest (ignoring any cached entry).
+    `run(config)` launches the kernel and returns what the launch returns (on a GPU, the compiled
+    kernel, whose spill count prunes further); `timer` is injectable for tests. A lone survivor is
+    not timed unless `time_lone_survivor`."""
+    report = prune(configs, batch, budget, interpreter)
+    if not report.survivors:
+        reasons = "; ".join(f"{c.label()}: {r}" for c, r in report.pruned)
+        raise RuntimeError(f"{kernel} {key}: no launch config fits ({reasons})")
+    if not interpreter and len(report.survivors) > 1:
+        prune_spilling(run, report)
+    seconds = {}
+    if len(report.survivors) > 1 or time_lone_survivor:
+        seconds = {config: timer(run, config, interpreter) for config in report.survivors}
+    best = min(seconds, key=seconds.__getitem__) if seconds else report.survivors[0]
+    cache.put(kernel, key, device_label, signature, best)
+    return TuneResult(best, report, seconds)
 
 
 def choose(
@@ -212,29 +346,29 @@ def choose(
     run: Callable[[Config], object],
     *,
     batch: int,
+    signature: str,
     device: torch.device | str | None = None,
     cache: AutotuneCache | None = None,
     interpreter: bool | None = None,
-    timer: Callable[[Callable[[Config], object], Config, bool], float] = time_config,
+    timer: Timer = time_config,
 ) -> Config:
-    """The best config for (kernel, key) on this device: cached, else pruned, timed and cached.
-    `run(config)` launches the kernel and returns what the launch returns (on a GPU, the compiled
-    kernel, whose spill count prunes further); `timer` is injectable for tests."""
+    """The best config for (kernel, key) on this device: cached, else `tune`d and cached."""
     cache = cache if cache is not None else default_cache()
     name = device_name(device, interpreter)
-    cached = cache.get(kernel, key, name)
+    cached = cache.get(kernel, key, name, signature)
     if cached is not None:
         return cached
     interpreter = interpreter_active() if interpreter is None else interpreter
-    report = prune(configs, batch, budget, interpreter)
-    if not report.survivors:
-        reasons = "; ".join(f"{c.label()}: {r}" for c, r in report.pruned)
-        raise RuntimeError(f"{kernel} {key}: no launch config fits ({reasons})")
-    if not interpreter and len(report.survivors) > 1:
-        prune_spilling(run, report)
-    if len(report.survivors) == 1:
-        best = report.survivors[0]
-    else:
-        best = min(report.survivors, key=lambda c: timer(run, c, interpreter))
-    cache.put(kernel, key, name, best)
-    return best
+    return tune(
+        kernel,
+        key,
+        configs,
+        budget,
+        run,
+        batch=batch,
+        signature=signature,
+        device_label=name,
+        cache=cache,
+        interpreter=interpreter,
+        timer=timer,
+    ).best

@@ -1,7 +1,16 @@
-"""Side-by-side timing on the CPU: every contestant warmed up, then timed in interleaved rounds so
-that the machine's noise hits all of them alike; medians with 20th/80th percentiles."""
+"""Side-by-side timing. Every contestant is warmed up, then timed in interleaved rounds so that the
+machine's noise hits all of them alike; results are medians with 20th/80th percentiles.
 
+On a CPU one sample is one call timed with perf_counter. On a GPU one sample is the median of
+triton.testing.do_bench over a short window (it synchronises and flushes the L2 between calls).
+`bench` is injectable so the GPU path runs in tests on a CPU-only machine.
+"""
+
+from __future__ import annotations
+
+import gc
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,15 +34,48 @@ class Timing:
         return float(np.percentile(self.seconds, 80))
 
 
-def time_interleaved(contestants: dict, rounds: int = 7, warmup: int = 1) -> dict:
-    """contestants: name -> zero-argument callable (one full measured unit of work)."""
+def time_interleaved(contestants: dict, rounds: int = 7, warmup: int = 1) -> dict[str, Timing]:
+    """CPU: contestants maps name -> zero-argument callable (one full unit of work).
+
+    Python's garbage collector runs before each round and is paused during it (as timeit does):
+    otherwise a collection triggered by one contestant's garbage lands in whichever call happens to
+    be running."""
+    for fn in contestants.values():
+        for _ in range(warmup):
+            fn()
+    results = {name: Timing(name, []) for name in contestants}
+    for _ in range(rounds):
+        gc.collect()
+        gc.disable()
+        try:
+            for name, fn in contestants.items():
+                start = time.perf_counter()
+                fn()
+                results[name].seconds.append(time.perf_counter() - start)
+        finally:
+            gc.enable()
+    return results
+
+
+def triton_do_bench(fn: Callable[[], object]) -> float:
+    """Median milliseconds of fn on the current GPU (triton.testing.do_bench)."""
+    import triton.testing
+
+    return triton.testing.do_bench(fn, warmup=5, rep=20, return_mode="median")
+
+
+def time_interleaved_gpu(
+    contestants: dict,
+    rounds: int = 7,
+    warmup: int = 1,
+    bench: Callable[[Callable[[], object]], float] = triton_do_bench,
+) -> dict[str, Timing]:
+    """GPU: like time_interleaved, each sample a do_bench median (milliseconds -> seconds)."""
     for fn in contestants.values():
         for _ in range(warmup):
             fn()
     results = {name: Timing(name, []) for name in contestants}
     for _ in range(rounds):
         for name, fn in contestants.items():
-            start = time.perf_counter()
-            fn()
-            results[name].seconds.append(time.perf_counter() - start)
+            results[name].seconds.append(bench(fn) * 1e-3)
     return results

@@ -1,6 +1,8 @@
 """torch.compile(fullgraph=True) traces through the custom ops: a model containing OrthogonalRNN
-compiles without graph breaks and matches eager, outputs and gradients (CPU, torch backend)."""
+compiles without graph breaks and matches eager, outputs and gradients (CPU, torch backend), with
+and without gradient checkpointing."""
 
+import pytest
 import torch
 from torch import nn
 
@@ -9,9 +11,11 @@ from trit_rnn import OrthogonalRNN
 
 
 class Classifier(nn.Module):
-    def __init__(self):
+    def __init__(self, checkpoint_every=None):
         super().__init__()
-        self.rnn = OrthogonalRNN(3, 16, num_layers=2, bidirectional=True, backend="torch")
+        self.rnn = OrthogonalRNN(
+            3, 16, num_layers=2, bidirectional=True, backend="torch", checkpoint_every=checkpoint_every
+        )
         self.head = nn.Linear(32, 4)
 
     def forward(self, x):
@@ -19,9 +23,11 @@ class Classifier(nn.Module):
         return self.head(out[-1]), h_n
 
 
-def test_compiled_model_matches_eager():
+# checkpoint_every=4 at T=6: two segments, the second one short.
+@pytest.mark.parametrize("checkpoint_every", [None, 4])
+def test_compiled_model_matches_eager(checkpoint_every):
     torch.manual_seed(0)
-    model = Classifier()
+    model = Classifier(checkpoint_every)
     x = torch.randn(6, 5, 3)
     compiled = torch.compile(model, fullgraph=True, dynamic=False)
 

@@ -1,11 +1,13 @@
 """Functional ops: validate inputs, explain errors, pick a backend, call the custom op."""
 
 import torch
+from torch.nn import functional as F
 
 from . import dispatch
+from .autograd import checkpointed as _checkpointed_ops
 from .autograd import dense as _dense_ops
 from .nonlinearity import Nonlinearity
-from .validation import check_same, check_shape, check_tensor
+from .validation import check_checkpoint_every, check_same, check_shape, check_tensor
 
 
 def _dense_supports(hidden_size: int, dtype: torch.dtype, device: torch.device):
@@ -14,7 +16,41 @@ def _dense_supports(hidden_size: int, dtype: torch.dtype, device: torch.device):
     return launch.supports(hidden_size, dtype, device)
 
 
-def dense_recurrence(pre, weight_hh, h0=None, *, nonlinearity="tanh", act_bias=None, backend="auto"):
+def _check_recurrent_args(reference, reference_name, B, H, weight_hh, h0, nonlinearity, act_bias):
+    """Checks what the recurrence shares between the ops (weight_hh, h0, nonlinearity, act_bias)
+    against the batch B and hidden size H; returns the parsed Nonlinearity."""
+    where = f"taken from {reference_name}"
+    check_tensor(weight_hh, "weight_hh", ndim=2)
+    check_shape(weight_hh, "weight_hh", (H, H), f"hidden size {where}")
+    check_same(weight_hh, "weight_hh", reference, reference_name)
+    if h0 is not None:
+        check_tensor(h0, "h0", ndim=2)
+        check_shape(h0, "h0", (B, H), f"batch and hidden size {where}")
+        check_same(h0, "h0", reference, reference_name)
+    nl = Nonlinearity.parse(nonlinearity)
+    if nl is Nonlinearity.MODRELU:
+        if act_bias is None:
+            raise ValueError('act_bias [H] is required with nonlinearity="modrelu"; got None')
+        check_tensor(act_bias, "act_bias", ndim=1)
+        check_shape(act_bias, "act_bias", (H,), "one modReLU bias per hidden unit")
+        check_same(act_bias, "act_bias", reference, reference_name)
+    elif act_bias is not None:
+        raise ValueError(f'act_bias is used only with nonlinearity="modrelu"; got nonlinearity={nl.value!r}')
+    return nl
+
+
+def _choose_backend(op: str, backend: str, reference: torch.Tensor, H: int) -> str:
+    dispatch.parse_backend(backend)
+    chosen, reason = dispatch.resolve_backend(
+        backend, reference.device, lambda: _dense_supports(H, reference.dtype, reference.device)
+    )
+    dispatch.log_choice(op, backend, chosen, reason)
+    return chosen
+
+
+def dense_recurrence(
+    pre, weight_hh, h0=None, *, nonlinearity="tanh", act_bias=None, backend="auto", checkpoint_every=None
+):
     """The dense recurrence z_t = pre_t + h_{t-1} @ weight_hh.T, h_t = f(z_t), t = 1..T.
 
     Args:
@@ -24,6 +60,11 @@ def dense_recurrence(pre, weight_hh, h0=None, *, nonlinearity="tanh", act_bias=N
         nonlinearity: "tanh", "relu", "identity" or "modrelu" (sign(z) * relu(|z| + act_bias)).
         act_bias: [H] modReLU bias; required for "modrelu", rejected otherwise.
         backend: "auto", "torch" or "triton" (see trit_rnn.dispatch).
+        checkpoint_every: None, or K >= 1: keep every K-th state instead of the outputs for the
+            backward, which recomputes each segment of K steps. pre itself is kept (it is needed for
+            the recomputation), so the saving is [T, B, H] outputs against [ceil(T/K) - 1, B, H]
+            states; to avoid keeping pre as well, use dense_rnn or the modules, which recompute
+            pre from the layer input.
 
     Returns:
         (outputs [T, B, H] = h_1..h_T, h_n [B, H] = h_T), in pre's dtype. bfloat16/float16 inputs
@@ -33,25 +74,69 @@ def dense_recurrence(pre, weight_hh, h0=None, *, nonlinearity="tanh", act_bias=N
     T, B, H = pre.shape
     if T < 1 or B < 1 or H < 1:
         raise ValueError(f"pre must be [T, B, H] with T, B, H >= 1; got shape {tuple(pre.shape)}")
-    check_tensor(weight_hh, "weight_hh", ndim=2)
-    check_shape(weight_hh, "weight_hh", (H, H), "hidden size taken from pre [T, B, H]")
-    check_same(weight_hh, "weight_hh", pre, "pre")
-    if h0 is not None:
-        check_tensor(h0, "h0", ndim=2)
-        check_shape(h0, "h0", (B, H), "batch and hidden size taken from pre [T, B, H]")
-        check_same(h0, "h0", pre, "pre")
-    nl = Nonlinearity.parse(nonlinearity)
-    if nl is Nonlinearity.MODRELU:
-        if act_bias is None:
-            raise ValueError('act_bias [H] is required with nonlinearity="modrelu"; got None')
-        check_tensor(act_bias, "act_bias", ndim=1)
-        check_shape(act_bias, "act_bias", (H,), "one modReLU bias per hidden unit")
-        check_same(act_bias, "act_bias", pre, "pre")
-    elif act_bias is not None:
-        raise ValueError(f'act_bias is used only with nonlinearity="modrelu"; got nonlinearity={nl.value!r}')
-    dispatch.parse_backend(backend)
-    chosen, reason = dispatch.resolve_backend(
-        backend, pre.device, lambda: _dense_supports(H, pre.dtype, pre.device)
+    nl = _check_recurrent_args(pre, "pre [T, B, H]", B, H, weight_hh, h0, nonlinearity, act_bias)
+    check_checkpoint_every(checkpoint_every)
+    chosen = _choose_backend("dense_recurrence", backend, pre, H)
+    if checkpoint_every is None:
+        return _dense_ops.dense_recurrence_op(pre, weight_hh, h0, act_bias, nl.value, chosen)
+    outputs, h_n, _ = _checkpointed_ops.dense_rnn_checkpointed_op(
+        pre, None, None, weight_hh, h0, act_bias, nl.value, chosen, checkpoint_every
     )
-    dispatch.log_choice("dense_recurrence", backend, chosen, reason)
-    return _dense_ops.dense_recurrence_op(pre, weight_hh, h0, act_bias, nl.value, chosen)
+    return outputs, h_n
+
+
+def dense_rnn(
+    x,
+    weight_ih,
+    bias_ih,
+    weight_hh,
+    h0=None,
+    *,
+    nonlinearity="tanh",
+    act_bias=None,
+    backend="auto",
+    checkpoint_every=None,
+):
+    """One Elman layer: pre_t = x_t @ weight_ih.T + bias_ih, then dense_recurrence(pre, ...).
+
+    Args:
+        x: [T, B, I] layer input.
+        weight_ih: [H, I] input weights; bias_ih: [H] or None.
+        weight_hh, h0, nonlinearity, act_bias, backend: as in dense_recurrence.
+        checkpoint_every: None, or K >= 1: gradient checkpointing. The forward keeps x, the weights,
+            h0 and every K-th state for the backward (not the outputs, not pre); the backward
+            recomputes each segment of K steps (pre and states) from its saved state, which costs
+            one more forward pass. Saved memory per layer: [T, B, I] + [ceil(T/K) - 1, B, H]
+            instead of [T, B, I] + [T, B, H].
+
+    Returns:
+        (outputs [T, B, H], h_n [B, H]) in x's dtype.
+    """
+    check_tensor(x, "x", ndim=3)
+    T, B, input_size = x.shape
+    if T < 1 or B < 1 or input_size < 1:
+        raise ValueError(f"x must be [T, B, I] with T, B, I >= 1; got shape {tuple(x.shape)}")
+    check_tensor(weight_ih, "weight_ih", ndim=2)
+    H = weight_ih.shape[0]
+    if H < 1:
+        raise ValueError(f"weight_ih must be [H, I] with H >= 1; got shape {tuple(weight_ih.shape)}")
+    check_shape(
+        weight_ih, "weight_ih", (H, input_size), "hidden size by the input size taken from x [T, B, I]"
+    )
+    check_same(weight_ih, "weight_ih", x, "x")
+    if bias_ih is not None:
+        check_tensor(bias_ih, "bias_ih", ndim=1)
+        check_shape(bias_ih, "bias_ih", (H,), "hidden size taken from weight_ih [H, I]")
+        check_same(bias_ih, "bias_ih", x, "x")
+    nl = _check_recurrent_args(
+        x, "x [T, B, I] and weight_ih [H, I]", B, H, weight_hh, h0, nonlinearity, act_bias
+    )
+    check_checkpoint_every(checkpoint_every)
+    chosen = _choose_backend("dense_rnn", backend, x, H)
+    if checkpoint_every is None:
+        pre = F.linear(x, weight_ih, bias_ih)  # [T, B, H]
+        return _dense_ops.dense_recurrence_op(pre, weight_hh, h0, act_bias, nl.value, chosen)
+    outputs, h_n, _ = _checkpointed_ops.dense_rnn_checkpointed_op(
+        x, weight_ih, bias_ih, weight_hh, h0, act_bias, nl.value, chosen, checkpoint_every
+    )
+    return outputs, h_n

@@ -34,6 +34,7 @@ class CellSpec:
         backend anyone times).
     requires: importable modules an optional peer needs; the entry is unavailable without them.
     kernel_family: the persistent-kernel family (kernels/<family>/launch.py) the cell runs on.
+    options: extra keyword arguments build accepts (e.g. "checkpoint_every").
     """
 
     name: str
@@ -45,6 +46,7 @@ class CellSpec:
     dtypes: dict = field(default_factory=lambda: {"cpu": CPU_DTYPES, "cuda": GPU_DTYPES})
     requires: tuple[str, ...] = ()
     kernel_family: str | None = None
+    options: tuple[str, ...] = ()
     output_features: Callable[[int], int] = lambda hidden_size: hidden_size
 
     @property
@@ -110,10 +112,10 @@ def parse_names(text: str) -> list[str]:
 # this library's cells
 
 
-def _orthogonal(input_size, hidden_size, *, backend, device=None, dtype=None):
+def _orthogonal(input_size, hidden_size, *, backend, device=None, dtype=None, **options):
     from .modules.orthogonal import OrthogonalRNN
 
-    return OrthogonalRNN(input_size, hidden_size, backend=backend, device=device, dtype=dtype)
+    return OrthogonalRNN(input_size, hidden_size, backend=backend, device=device, dtype=dtype, **options)
 
 
 OURS_BACKENDS = ("torch", "triton")
@@ -128,6 +130,7 @@ register(
         OURS_BACKENDS,
         OURS_BACKEND_DEVICES,
         kernel_family="dense",
+        options=("checkpoint_every",),
     )
 )
 
@@ -146,9 +149,9 @@ def _torch_module(cls, **fixed):
 def _naive_loop(input_size, hidden_size, *, backend, device=None, dtype=None):
     from .peers.naive import NaiveOrthogonalRNN
 
-    model = NaiveOrthogonalRNN(input_size, hidden_size, device=device, dtype=dtype)
-    # torch.compile of the loop is what a GPU user tries first; it unrolls all T steps.
-    return torch.compile(model) if backend == "compile" else model
+    return NaiveOrthogonalRNN(
+        input_size, hidden_size, compile_step=backend == "compile", device=device, dtype=dtype
+    )
 
 
 # cuDNN has no bfloat16 RNNs before cuDNN 9.13; the CPU's fused RNNs run float32/float64/bfloat16.
@@ -194,5 +197,78 @@ register(
         {"compile": ("cuda",)},
         # matrix_exp has no bfloat16/float16 kernel.
         dtypes={"cpu": (torch.float32, torch.float64), "cuda": (torch.float32,)},
+    )
+)
+
+
+# --------------------------------------------------------------------------------------------
+# optional external peers: registered always, available only when their library is installed
+# (pip install 'trit-rnn[peers]'); each builder imports its library lazily.
+
+
+def _geotorch_exprnn(input_size, hidden_size, *, backend, device=None, dtype=None):
+    from .peers.geotorch_exprnn import GeotorchExpRNN
+
+    return GeotorchExpRNN(input_size, hidden_size, device=device, dtype=dtype)
+
+
+def _flashrnn(function):
+    def build(input_size, hidden_size, *, backend, device=None, dtype=None):
+        from .peers.flashrnn_cells import FlashRNN
+
+        return FlashRNN(
+            input_size, hidden_size, function=function, backend=backend, device=device, dtype=dtype
+        )
+
+    return build
+
+
+def _torch_eunn(input_size, hidden_size, *, backend, device=None, dtype=None):
+    from .peers.torch_eunn_rnn import TorchEUNNRNN
+
+    return TorchEUNNRNN(input_size, hidden_size, device=device, dtype=dtype)
+
+
+register(
+    CellSpec(
+        "geotorch_exprnn",
+        "geotorch expRNN: nn.Linear W made orthogonal by geotorch.orthogonal(triv='expm'), modReLU, Python loop",
+        "peer",
+        _geotorch_exprnn,
+        ("eager",),
+        # geotorch samples its initial W through QR (geqrf), which has no 16-bit kernel.
+        dtypes={"cpu": (torch.float32, torch.float64), "cuda": (torch.float32,)},
+        requires=("geotorch",),
+    )
+)
+register(
+    CellSpec(
+        "flashrnn_elman",
+        "flashrnn Elman (tanh) cell, one head; its PyTorch backend (its Triton backend has no Elman cell)",
+        "peer",
+        _flashrnn("elman"),
+        ("vanilla",),
+        requires=("flashrnn",),
+    )
+)
+register(
+    CellSpec(
+        "flashrnn_lstm",
+        "flashrnn LSTM, one head; its PyTorch backend or its fused Triton kernel (CUDA only)",
+        "peer",
+        _flashrnn("lstm"),
+        ("vanilla", "triton_fused"),
+        {"triton_fused": ("cuda",)},
+        requires=("flashrnn",),
+    )
+)
+register(
+    CellSpec(
+        "torch_eunn",
+        "torch-eunn EURNN: tunable EUNN layer (capacity 2) on a complex state, complex modReLU, Python loop",
+        "peer",
+        _torch_eunn,
+        ("eager",),
+        requires=("torch_eunn",),
     )
 )

@@ -41,3 +41,12 @@ def check_positive_int(value, argument: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{argument} must be a positive integer; got {value!r}")
     return value
+
+
+def check_checkpoint_every(value, argument: str = "checkpoint_every"):
+    """None (no checkpointing) or the number of steps per recomputed segment, an int >= 1."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ValueError(
+            f"{argument} must be None or a positive integer (steps per checkpointed segment); got {value!r}"
+        )
+    return value

@@ -14,15 +14,23 @@ from .backward import dense_bwd_kernel
 from .forward import dense_fwd_kernel
 
 __all__ = [
+    "KERNELS",
     "NONLINEARITIES",
+    "autotune_key",
+    "benchmark_runs",
+    "budget",
     "candidate_configs",
     "compile_specs",
     "dense_backward",
     "dense_forward",
+    "device_shared_limit",
     "estimate_budget",
+    "estimate_shared_bytes",
     "supports",
 ]
 
+# kernel name (autotune cache, AOT records) -> @triton.jit kernel
+KERNELS = {"dense_fwd": dense_fwd_kernel, "dense_bwd": dense_bwd_kernel}
 SUPPORTED_DTYPES = (torch.float64, torch.float32, torch.bfloat16, torch.float16)
 # A dot of fp32 inputs is tf32 on a GPU unless asked otherwise; fp64 and 16-bit inputs ignore it.
 DOT_PRECISION = "ieee"
@@ -87,15 +95,27 @@ def _shared_memory_limit(device: torch.device) -> int:
     return torch.cuda.get_device_properties(device).shared_memory_per_block_optin
 
 
+def _shared_parts(hidden_size: int, dtype: torch.dtype, config: Config) -> tuple[int, int]:
+    """(W tile bytes, state tile bytes) the kernels stage in shared memory."""
+    block_h = _block_h(hidden_size)
+    storage = torch.empty((), dtype=dtype).element_size()
+    state = torch.empty((), dtype=_state_dtype(dtype)).element_size()
+    # h (forward) or dz (backward) goes through shared memory each step to feed the dot.
+    return block_h * block_h * storage, config.block_b * block_h * state
+
+
+def estimate_shared_bytes(hidden_size: int, dtype: torch.dtype, config: Config) -> int:
+    """Shared memory of one program: the W tile plus a state tile (what triton allocates for the
+    compiled sm_90 kernels at H=128/256, fp32 and bf16)."""
+    return sum(_shared_parts(hidden_size, dtype, config))
+
+
 def estimate_budget(hidden_size: int, dtype: torch.dtype, config: Config, shared_limit: int | None):
     """(fits, reason) for one config: shared memory (W tile + a state tile staged per step) against
     shared_limit (None: no limit, e.g. the interpreter), and registers per thread."""
     block_h = _block_h(hidden_size)
-    storage = torch.empty((), dtype=dtype).element_size()
     state = torch.empty((), dtype=_state_dtype(dtype)).element_size()
-    w_bytes = block_h * block_h * storage
-    # h (forward) or dz (backward) goes through shared memory each step to feed the dot.
-    tile_bytes = config.block_b * block_h * state
+    w_bytes, tile_bytes = _shared_parts(hidden_size, dtype, config)
     shared = w_bytes + tile_bytes
     per_thread = config.block_b * block_h * state // 4 // (32 * config.num_warps)
     if shared_limit is not None and shared > shared_limit:
@@ -135,18 +155,34 @@ def supports(hidden_size: int, dtype: torch.dtype, device) -> tuple[bool, str]:
     return False, f"H={hidden_size} {dtype}: no config fits on {name}: {reasons[0]}"
 
 
+def autotune_key(hidden_size: int, batch: int, dtype: torch.dtype) -> tuple:
+    """The launcher's part of an autotune cache key (the helper adds device, triton and source)."""
+    return (f"H={hidden_size}", f"B<={triton.next_power_of_2(batch)}", str(dtype))
+
+
+def device_shared_limit(device) -> int | None:
+    """The shared-memory limit the budget is checked against on device (None: no limit, the
+    interpreter)."""
+    device = torch.device(device)
+    return None if _interpreted() or device.type != "cuda" else _shared_memory_limit(device)
+
+
+def budget(hidden_size: int, dtype: torch.dtype, shared_limit: int | None):
+    """estimate_budget as the autotune helper's budget function: config -> (fits, reason)."""
+    return lambda config: estimate_budget(hidden_size, dtype, config, shared_limit)
+
+
 def _choose_config(kernel_name, tensor, hidden_size, batch, run) -> Config:
-    interpreted = _interpreted()
-    limit = None if interpreted or tensor.device.type != "cuda" else _shared_memory_limit(tensor.device)
     return autotune.choose(
         kernel_name,
-        (f"H={hidden_size}", f"B<={triton.next_power_of_2(batch)}", str(tensor.dtype)),
+        autotune_key(hidden_size, batch, tensor.dtype),
         candidate_configs(),
-        lambda config: estimate_budget(hidden_size, tensor.dtype, config, limit),
+        budget(hidden_size, tensor.dtype, device_shared_limit(tensor.device)),
         run,
         batch=batch,
+        signature=autotune.kernel_signature(KERNELS[kernel_name]),
         device=tensor.device,
-        interpreter=interpreted,
+        interpreter=_interpreted(),
     )
 
 
@@ -158,6 +194,20 @@ def _check_config(config: Config) -> None:
 def dense_forward(pre, weight, h0, act_bias, nonlinearity: str, config: Config | None = None):
     """outputs [T, B, H] (contiguous, pre.dtype) and h_n [B, H] (pre.dtype) of
     z_t = pre_t + h_{t-1} @ weight^T, h_t = f(z_t)."""
+    run, outputs, h_n = _forward_launch(pre, weight, h0, act_bias, nonlinearity)
+    if run is None:
+        return outputs, h_n
+    if config is None:
+        T, B, H = pre.shape
+        config = _choose_config("dense_fwd", pre, H, B, run)
+    _check_config(config)
+    run(config)
+    return outputs, h_n
+
+
+def _forward_launch(pre, weight, h0, act_bias, nonlinearity: str):
+    """(run, outputs, h_n): run(config) launches the forward kernel into outputs/h_n and returns
+    what the launch returns; run is None when there is nothing to compute (h_n is then set)."""
     code = _nonlinearity_code(nonlinearity)
     if pre.dim() != 3:
         raise ValueError(f"pre must be [T, B, H], got shape {tuple(pre.shape)}")
@@ -179,7 +229,7 @@ def dense_forward(pre, weight, h0, act_bias, nonlinearity: str, config: Config |
     h_n = torch.empty((B, H), dtype=pre.dtype, device=pre.device)
     if T == 0 or B == 0 or H == 0:
         h_n.copy_(h0 if h0 is not None else torch.zeros_like(h_n))
-        return outputs, h_n
+        return None, outputs, h_n
 
     # h0 and act_bias are read in the state dtype (lossless for every storage dtype).
     dummy = torch.empty(1, dtype=state_dtype, device=pre.device)
@@ -209,15 +259,24 @@ def dense_forward(pre, weight, h0, act_bias, nonlinearity: str, config: Config |
             num_stages=cfg.num_stages,
         )  # fmt: skip
 
-    if config is None:
-        config = _choose_config("dense_fwd", pre, H, B, run)
-    _check_config(config)
-    run(config)
-    return outputs, h_n
+    return run, outputs, h_n
 
 
 def dense_backward(grad_out, grad_hn, outputs, weight, nonlinearity: str, config: Config | None = None):
     """dz [T, B, H] = dL/dz_t (contiguous, state dtype) and dh0 [B, H] (state dtype)."""
+    run, dz, dh0 = _backward_launch(grad_out, grad_hn, outputs, weight, nonlinearity)
+    if run is None:
+        return dz, dh0
+    if config is None:
+        T, B, H = outputs.shape
+        config = _choose_config("dense_bwd", outputs, H, B, run)
+    _check_config(config)
+    run(config)
+    return dz, dh0
+
+
+def _backward_launch(grad_out, grad_hn, outputs, weight, nonlinearity: str):
+    """(run, dz, dh0) as _forward_launch, for the backward kernel."""
     code = _nonlinearity_code(nonlinearity)
     T, B, H = outputs.shape
     if grad_out.shape != outputs.shape:
@@ -235,7 +294,7 @@ def dense_backward(grad_out, grad_hn, outputs, weight, nonlinearity: str, config
     dh0 = torch.empty((B, H), dtype=state_dtype, device=outputs.device)
     if T == 0 or B == 0 or H == 0:
         dh0.copy_(grad_hn if grad_hn is not None else torch.zeros_like(dh0))
-        return dz, dh0
+        return None, dz, dh0
 
     grad_hn_arg = grad_hn if grad_hn is not None else dz
     grad_hn_strides = grad_hn.stride() if grad_hn is not None else (0, 0)
@@ -261,11 +320,23 @@ def dense_backward(grad_out, grad_hn, outputs, weight, nonlinearity: str, config
             num_stages=cfg.num_stages,
         )  # fmt: skip
 
-    if config is None:
-        config = _choose_config("dense_bwd", outputs, H, B, run)
-    _check_config(config)
-    run(config)
-    return dz, dh0
+    return run, dz, dh0
+
+
+def benchmark_runs(hidden_size: int, batch: int, dtype: torch.dtype, device, seq_len: int = 256) -> dict:
+    """{kernel name: run(config)} on random inputs of one shape, for `trit-rnn autotune` to time
+    every config: each run launches one kernel and returns what the launch returns."""
+    device = torch.device(device)
+    shape = (seq_len, batch, hidden_size)
+    pre = torch.randn(shape, device=device).to(dtype)
+    # An orthogonal W keeps the recurrence bounded over seq_len steps.
+    weight = torch.linalg.qr(torch.randn(hidden_size, hidden_size, device=device))[0].to(dtype)
+    h0 = torch.zeros(batch, hidden_size, device=device, dtype=dtype)
+    run_fwd, outputs, _ = _forward_launch(pre, weight, h0, None, "tanh")
+    outputs.copy_(torch.tanh(pre.float()))  # valid tanh outputs for the backward before any forward runs
+    grad_out = torch.randn(shape, device=device).to(dtype)
+    run_bwd, _, _ = _backward_launch(grad_out, h0, outputs, weight, "tanh")
+    return {"dense_fwd": run_fwd, "dense_bwd": run_bwd}
 
 
 def compile_specs(hidden_size: int, dtype: torch.dtype, config: Config, *, nonlinearity: str = "tanh"):

@@ -202,3 +202,38 @@ def test_every_activation_and_dtype_compiles_for_sm90():
     assert len(records) == 2 * (4 + 4 + 2)
     bad = [r for r in records if not (r["fits"] and r["spill_bytes"] == 0 and r["registers"] > 0)]
     assert not bad, bad
+
+
+def test_over_budget_configs_are_reported_without_compiling():
+    """skip_over_budget: W alone over the shared limit (fp32 H=256: 256 KiB > 227 KiB) gives
+    not-fitting records at once (this process runs the interpreter, where compiling would fail)."""
+    task = ("dense", ".dense.launch", "sm_90", "float32", 256, Config(16, 8, 1), True)
+    records = aot._compile_task(task)
+    assert [r["kernel"] for r in records] == ["dense_fwd", "dense_bwd"]
+    for r in records:
+        assert r["fits"] is False and r["skipped"].startswith("not compiled: static estimate")
+        assert "278528 B > 232448 B" in r["skipped"] and r["problems"] == [r["skipped"]]
+        assert r["registers"] is r["spill_bytes"] is r["shared_bytes"] is None
+    table = aot.format_table(records, [("extra", lambda r: "x")])
+    assert table.count("not compiled") == 2 and " NO " in table and " x " not in table
+
+
+def test_sizes_padding_to_one_block_share_a_compile_key():
+    def key(hidden, dtype="bfloat16", skip=False):
+        return aot._compile_key(("dense", ".dense.launch", "sm_90", dtype, hidden, Config(16, 8, 1), skip))
+
+    assert key(192) == key(256) != key(128)
+    assert key(192, "float32") != key(192)
+    # A task skipped for its budget is its own key (nothing is compiled for it).
+    assert key(320, skip=True) != key(384, skip=True)
+
+
+def test_subprocess_timeout_ends_the_whole_process_group(tmp_path):
+    pid_file = tmp_path / "pid"
+    cmd = ["sh", "-c", f"sleep 60 & echo $! > {pid_file}; wait"]
+    with pytest.raises(subprocess.TimeoutExpired):
+        aot._run_in_own_group(cmd, dict(os.environ), timeout=1)
+    pid = int(pid_file.read_text())
+    stat = f"/proc/{pid}/stat"
+    # Gone, or a zombie waiting for a parent that does not reap.
+    assert not os.path.exists(stat) or open(stat).read().split(")")[1].split()[0] == "Z"

@@ -13,7 +13,7 @@ import torch
 from ..backends import torch_dense
 
 
-def _backend_impl(backend: str):
+def backend_impl(backend: str):
     """(forward, backward) of a backend; both take the nonlinearity by name."""
     if backend == "triton":
         from ..kernels.dense import launch
@@ -31,7 +31,7 @@ def dense_recurrence_op(
     nonlinearity: str,
     backend: str,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    forward, _ = _backend_impl(backend)
+    forward, _ = backend_impl(backend)
     return forward(pre, weight_hh, h0, act_bias, nonlinearity)
 
 
@@ -50,7 +50,7 @@ def dense_recurrence_backward_op(
     nonlinearity: str,
     backend: str,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    _, backward = _backend_impl(backend)
+    _, backward = backend_impl(backend)
     return backward(grad_out, grad_hn, outputs, weight_hh, nonlinearity)
 
 

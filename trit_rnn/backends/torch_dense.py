@@ -63,15 +63,17 @@ def dense_forward(pre, weight, h0, act_bias, nonlinearity: str):
     return outputs.to(pre.dtype), h.to(pre.dtype, copy=True)
 
 
-def _activation_backward_(dh, h, nonlinearity: Nonlinearity):
+def _activation_backward_(dh, h, nonlinearity: Nonlinearity, scratch):
     """dh <- dh * f'(z) in place, written from the output h = f(z) alone."""
     if nonlinearity is Nonlinearity.TANH:
         torch.ops.aten.tanh_backward.grad_input(dh, h, grad_input=dh)
     elif nonlinearity is Nonlinearity.RELU:
         torch.ops.aten.threshold_backward.grad_input(dh, h, 0, grad_input=dh)
     elif nonlinearity is Nonlinearity.MODRELU:
-        # d modReLU/dz is 1 where the unit is active (h != 0) and 0 elsewhere.
-        torch.mul(dh, h != 0, out=dh)
+        # d modReLU/dz is 1 where the unit is active (|h| > 0) and 0 elsewhere: a threshold on
+        # |h| in a reused buffer (a boolean mask would cost a conversion per step).
+        torch.abs(h, out=scratch)
+        torch.ops.aten.threshold_backward.grad_input(dh, scratch, 0, grad_input=dh)
 
 
 def dense_backward(grad_out, grad_hn, outputs, weight, nonlinearity: str):
@@ -90,8 +92,13 @@ def dense_backward(grad_out, grad_hn, outputs, weight, nonlinearity: str):
     dzs = dz.unbind(0)
     if grad_hn is not None:
         dzs[T - 1].add_(grad_hn.to(dtype))
+    scratch = (
+        torch.empty((B, H), dtype=dtype, device=outputs.device)
+        if nonlinearity is Nonlinearity.MODRELU
+        else None
+    )
     for t in range(T - 1, 0, -1):
-        _activation_backward_(dzs[t], outs[t], nonlinearity)
+        _activation_backward_(dzs[t], outs[t], nonlinearity, scratch)
         dzs[t - 1].addmm_(dzs[t], w)
-    _activation_backward_(dzs[0], outs[0], nonlinearity)
+    _activation_backward_(dzs[0], outs[0], nonlinearity, scratch)
     return dz, dzs[0] @ w

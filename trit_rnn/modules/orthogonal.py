@@ -2,12 +2,12 @@
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from ..dispatch import parse_backend
-from ..functional import dense_recurrence
+from ..functional import dense_rnn
 from ..nonlinearity import Nonlinearity
 from ..parametrizations import make_orthogonal
+from ..validation import check_checkpoint_every
 from .stacked import StackedRecurrence
 
 
@@ -20,6 +20,10 @@ class OrthogonalRNN(StackedRecurrence):
             matrix is computed once per forward for each layer and direction.
         init: initialiser of the parametrisation (e.g. "henaff", "cayley"); its default when None.
         backend: "auto", "torch" or "triton" (see trit_rnn.dispatch).
+        checkpoint_every: None, or K >= 1 for gradient checkpointing: each layer and direction
+            keeps its input and every K-th state for the backward instead of its outputs, and the
+            backward recomputes the segments (see trit_rnn.functional.dense_rnn). Parameters and
+            state_dict are the same either way.
 
     Parameters per layer and direction (suffix l{k} or l{k}_reverse): weight_ih [H, I]
     (Kaiming-normal), bias_ih [H] (zeros) when bias, act_bias [H] (U(-0.01, 0.01)) with modReLU,
@@ -40,6 +44,7 @@ class OrthogonalRNN(StackedRecurrence):
         batch_first=False,
         bidirectional=False,
         backend="auto",
+        checkpoint_every=None,
         device=None,
         dtype=None,
     ):
@@ -50,6 +55,7 @@ class OrthogonalRNN(StackedRecurrence):
         self.parametrization = parametrization
         self.bias = bool(bias)
         self.backend = parse_backend(backend)
+        self.checkpoint_every = check_checkpoint_every(checkpoint_every)
         factory = {"device": device, "dtype": dtype}
         self.recurrent = nn.ModuleList()
         for layer in range(num_layers):
@@ -75,21 +81,26 @@ class OrthogonalRNN(StackedRecurrence):
     def _run_direction(self, layer, direction, x, h0):
         sfx = self.suffix(layer, direction)
         weight_hh = self.recurrent[layer * self.num_directions + direction]()
-        pre = F.linear(x, getattr(self, f"weight_ih_{sfx}"), getattr(self, f"bias_ih_{sfx}", None))
-        return dense_recurrence(
-            pre,
-            weight_hh.to(pre.dtype),
+        return dense_rnn(
+            x,
+            getattr(self, f"weight_ih_{sfx}"),
+            getattr(self, f"bias_ih_{sfx}", None),
+            weight_hh.to(x.dtype),
             h0,
             nonlinearity=self.nonlinearity,
             act_bias=getattr(self, f"act_bias_{sfx}", None),
             backend=self.backend,
+            checkpoint_every=self.checkpoint_every,
         )
 
     def extra_repr(self) -> str:
-        return (
+        s = (
             super().extra_repr()
             + f", nonlinearity={self.nonlinearity!r}, parametrization={self.parametrization!r}, backend={self.backend!r}"
         )
+        if self.checkpoint_every is not None:
+            s += f", checkpoint_every={self.checkpoint_every}"
+        return s
 
 
 __all__ = ["OrthogonalRNN"]
