@@ -138,7 +138,7 @@ def profile_chart(records: list[dict], path: Path | str) -> Path:
     ax_time.set_title("time per step")
     kind = "GPU" if first["device"] == "cuda" else "CPU"
     fig.suptitle(
-        f"{first['cell']}[{first['backend']}] H={first['hidden_size']} B={first['batch']} "
+        f"{first['cell']}[{first['backend']}] {first.get('scope', 'module')} H={first['hidden_size']} B={first['batch']} "
         f"I={first['input_size']} {first['dtype']} ({kind} results: {first['device_name']})",
         fontsize=11,
     )

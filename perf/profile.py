@@ -35,6 +35,10 @@ class ProfileSpec:
     checkpoint_every: int | None = None  # None: ceil(sqrt(T)) per T
     rounds: int = 3
     adaptive_rounds: bool = True  # more rounds for short sequences (see rounds_for)
+    # Time the recurrence op alone (functional.dense_rnn with the cell's matrix materialised once
+    # and held as a leaf) instead of the whole module: what the backend costs per step, without
+    # the per-forward O(H^3) parametrisation.
+    recurrence_only: bool = False
 
 
 def checkpoint_for(seq_len: int, checkpoint_every: int | None) -> int:
@@ -71,6 +75,34 @@ def _train_step(model, x) -> Callable[[], None]:
         out.float().sum().backward()
 
     return step
+
+
+class RecurrenceOnly(torch.nn.Module):
+    """Layer 0 of a dense-family module as the bare op: dense_rnn(x, W_ih, b_ih, W_hh, ...) with
+    W_hh a copy of the module's recurrent matrix, trained as a plain leaf."""
+
+    def __init__(self, model: torch.nn.Module, checkpoint_every: int | None):
+        super().__init__()
+        if not hasattr(model, "recurrent_matrix") or not hasattr(model, "weight_ih_l0"):
+            raise ValueError(
+                f"--recurrence-only needs a dense-family cell (recurrent_matrix(), weight_ih_l0); got {type(model).__name__}"
+            )
+        self.weight_ih = torch.nn.Parameter(model.weight_ih_l0.detach().clone())
+        bias = getattr(model, "bias_ih_l0", None)
+        self.bias_ih = torch.nn.Parameter(bias.detach().clone()) if bias is not None else None
+        act_bias = getattr(model, "act_bias_l0", None)
+        self.act_bias = torch.nn.Parameter(act_bias.detach().clone()) if act_bias is not None else None
+        with torch.no_grad():
+            self.weight_hh = torch.nn.Parameter(model.recurrent_matrix().to(self.weight_ih.dtype).clone())
+        self.nonlinearity = model.nonlinearity
+        self.backend = model.backend
+        self.checkpoint_every = checkpoint_every
+
+    def forward(self, x):
+        from ..functional import dense_rnn
+
+        return dense_rnn(x, self.weight_ih, self.bias_ih, self.weight_hh, nonlinearity=self.nonlinearity,
+                         act_bias=self.act_bias, backend=self.backend, checkpoint_every=self.checkpoint_every)  # fmt: skip
 
 
 def _backend(spec: registry.CellSpec, requested: str | None, device: DeviceInfo, dtype) -> str:
@@ -112,6 +144,8 @@ def run_profile(
             k = checkpoint_for(seq_len, spec.checkpoint_every)
             variants[k] = cell.build(spec.input_size, spec.hidden_size, checkpoint_every=k, **factory)
             variants[k].load_state_dict(plain.state_dict())
+        if spec.recurrence_only:
+            variants = {k: RecurrenceOnly(plain, k or None) for k in variants}
         x = torch.randn(seq_len, spec.batch, spec.input_size, device=device.torch_device, dtype=dtype)
         # T=1 runs in the same rounds: its time is the fixed cost every sequence pays whatever its
         # length (materialising the recurrent matrix and its backward, launch and GEMM set-up).
@@ -146,6 +180,7 @@ def run_profile(
                     # something grows faster than linearly (a hidden O(T^2))
                     "seconds_per_step_marginal": (timing.median - fixed) / max(1, seq_len - 1),
                     "rounds": len(timing.seconds),
+                    "scope": "recurrence op" if spec.recurrence_only else "module",
                 }
             )
         if trace is not None and seq_len == max(spec.seq_lens):

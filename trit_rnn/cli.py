@@ -101,9 +101,10 @@ def _profile(args) -> int:
     device = detect(args.device)
     spec = ProfileSpec(args.cell, args.hidden, args.seq_len, batch=args.batch, input_size=args.input_size,
                        backend=args.backend, dtype=args.dtype, checkpoint_every=args.checkpoint_every,
-                       rounds=args.rounds)  # fmt: skip
+                       rounds=args.rounds, recurrence_only=args.recurrence_only)  # fmt: skip
     records = run_profile(spec, device, trace=args.trace)
-    chart = profile_chart(records, args.out / f"profile_{args.cell}_memory_vs_seq_len.png")
+    scope = "_recurrence" if args.recurrence_only else ""
+    chart = profile_chart(records, args.out / f"profile_{args.cell}{scope}_memory_vs_seq_len.png")
     if args.json:
         print(json.dumps(records, indent=1))
         return 0
@@ -205,6 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--trace", type=Path, default=None, help="write a torch.profiler trace (JSON) of the longest T"
     )
     prof.add_argument("--out", type=Path, default=Path("plots"), help="directory for the memory chart")
+    prof.add_argument("--recurrence-only", action="store_true",
+                      help="time the recurrence op with the matrix materialised once, not the whole module")  # fmt: skip
     prof.add_argument("--json", action="store_true")
     prof.set_defaults(func=_profile)
 

@@ -4,6 +4,7 @@ issue asks for, and the GPU memory branch runs with torch.cuda injected."""
 import json
 
 import pytest
+import torch
 from trit_rnn.perf import profile
 from trit_rnn.perf.charts import profile_chart
 from trit_rnn.perf.device import DeviceInfo
@@ -113,3 +114,15 @@ def test_retain_freed_memory_applies_on_glibc():
     from trit_rnn.memory import retain_freed_memory
 
     assert retain_freed_memory() is (platform.system() == "Linux" and platform.libc_ver()[0] == "glibc")
+
+
+def test_recurrence_only_profiles_the_op_with_the_same_function():
+    spec = profile.ProfileSpec("orthogonal", 8, [12], batch=2, rounds=1, adaptive_rounds=False, recurrence_only=True)
+    records = profile.run_profile(spec, CPU)
+    assert [r["scope"] for r in records] == ["recurrence op"] * 2
+    model = profile.registry.get("orthogonal").build(2, 8, backend="torch")
+    x = torch.randn(12, 2, 2)
+    op = profile.RecurrenceOnly(model, None)
+    torch.testing.assert_close(op(x)[0], model(x)[0])
+    with pytest.raises(ValueError, match="dense-family cell"):
+        profile.RecurrenceOnly(torch.nn.RNN(2, 8), None)
