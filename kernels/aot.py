@@ -4,6 +4,7 @@ Every kernel family exposes, in its ``launch`` module,
 
     candidate_configs() -> list[Config]
     compile_specs(hidden_size, dtype, config) -> list[CompileSpec]
+    SUPPORTED_DTYPES (optional): the storage dtypes it compiles for; others are skipped
 
 and this module compiles each spec with ``triton.compile`` for sm_90 (H100) or sm_80 (A100) and
 reports the static resource usage of the result: registers and spill bytes (from the ptxas
@@ -13,7 +14,7 @@ triton checks against the device limit at launch), and the tensor-core instructi
 Compilation fails inside a process where ``TRITON_INTERPRET=1`` (the test suite): use
 ``collect_in_subprocess``, which runs the command line below with the interpreter switched off:
 
-    python -m trit_rnn.kernels.aot --target sm_90 [--hidden 64 128] [--dtype float32 bfloat16] [--json]
+    python -m trit_rnn.kernels.aot --target sm_90 [--hidden 64 128] [--dtype float32 bfloat16 complex64] [--json]
 
 Numbers are static (what ptxas allocates), not timings, and belong to the pinned triton version.
 """
@@ -51,6 +52,7 @@ REGISTERS_PER_BLOCK = 65536  # 64 K 32-bit registers per block on sm_80 and sm_9
 # family name -> launch module (relative to this package, or absolute).
 _FAMILIES = [
     ("dense", ".dense.launch"),
+    ("dense_complex", ".dense_complex.launch"),
 ]
 
 _INTERPRET_MESSAGE = (
@@ -327,6 +329,13 @@ def _over_budget(module: str, target: str, dtype: str, hidden: int, config: Conf
     return f"not compiled: static estimate of shared memory {needed} B > {limit} B limit"
 
 
+def family_supports_dtype(module: str, dtype) -> bool:
+    """Whether a family compiles for dtype: every dtype unless its launch module lists
+    SUPPORTED_DTYPES (the dense family takes real dtypes, the complex one complex dtypes)."""
+    supported = getattr(import_family_module(module), "SUPPORTED_DTYPES", None)
+    return supported is None or dtype_from_name(dtype) in supported
+
+
 def _compile_task(task: tuple) -> list[dict]:
     """One (family, module, target, dtype, H, config, skip_over_budget): every spec of that config.
     skip_over_budget: report a config whose static shared-memory estimate exceeds the target's limit
@@ -459,7 +468,7 @@ def collect_targets(
                 )
             continue
         for target in targets:
-            for dtype in dtypes:
+            for dtype in [d for d in dtypes if family_supports_dtype(module, d)]:
                 for hidden in hidden_sizes:
                     for config in family_configs:
                         task = (

@@ -1,5 +1,5 @@
-"""The one tolerance table for every test: relative error allowed against a float64 reference,
-by the storage dtype of the computation under test."""
+"""The one tolerance table for every test: relative error allowed against a float64 (complex128)
+reference, by the storage dtype of the computation under test."""
 
 import torch
 
@@ -10,13 +10,17 @@ RELATIVE = {
     # mantissa bits, and the error grows along the recurrence.
     torch.float16: 2e-2,
     torch.bfloat16: 6e-2,
+    # Complex dtypes have the precision of their real and imaginary planes.
+    torch.complex128: 1e-10,
+    torch.complex64: 1e-5,
 }
 
 
 def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
-    """max |actual - expected| / max |expected|, in float64 (a max-norm relative error)."""
-    actual = actual.detach().to(torch.float64)
-    expected = expected.detach().to(torch.float64)
+    """max |actual - expected| / max |expected|, in float64 or complex128 (a max-norm relative error)."""
+    wide = torch.complex128 if (actual.is_complex() or expected.is_complex()) else torch.float64
+    actual = actual.detach().to(wide)
+    expected = expected.detach().to(wide)
     scale = expected.abs().max().clamp_min(1e-30)
     return float((actual - expected).abs().max() / scale)
 

@@ -216,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     res.add_argument("--target", default="sm_90", choices=["sm_90", "sm_80"])
     res.add_argument("--hidden", type=int, nargs="+", default=[64, 128, 192, 256, 320, 384])
-    res.add_argument("--dtype", nargs="+", default=["float32", "bfloat16"])
+    res.add_argument("--dtype", nargs="+", default=["float32", "bfloat16", "complex64"])
     res.add_argument(
         "--config",
         action="append",

@@ -6,8 +6,18 @@ from torch.nn import functional as F
 from . import dispatch
 from .autograd import checkpointed as _checkpointed_ops
 from .autograd import dense as _dense_ops
+from .functional_complex import complex_dense_recurrence
 from .nonlinearity import Nonlinearity
-from .validation import check_checkpoint_every, check_same, check_shape, check_tensor
+from .validation import (
+    COMPLEX_DTYPES,
+    FLOAT_DTYPES,
+    check_checkpoint_every,
+    check_eps,
+    check_same,
+    check_same_kind,
+    check_shape,
+    check_tensor,
+)
 
 
 def _dense_supports(hidden_size: int, dtype: torch.dtype, device: torch.device):
@@ -49,32 +59,62 @@ def _choose_backend(op: str, backend: str, reference: torch.Tensor, H: int) -> s
 
 
 def dense_recurrence(
-    pre, weight_hh, h0=None, *, nonlinearity="tanh", act_bias=None, backend="auto", checkpoint_every=None
+    pre,
+    weight_hh,
+    h0=None,
+    *,
+    nonlinearity="tanh",
+    act_bias=None,
+    eps=1e-5,
+    backend="auto",
+    checkpoint_every=None,
 ):
-    """The dense recurrence z_t = pre_t + h_{t-1} @ weight_hh.T, h_t = f(z_t), t = 1..T.
+    """The dense recurrence z_t = pre_t + h_{t-1} @ weight_hh.T, h_t = f(z_t), t = 1..T, real or complex.
 
     Args:
-        pre: [T, B, H] input projection for every step, biases included.
+        pre: [T, B, H] input projection for every step, biases included. A complex pre
+            (complex64/complex128) makes the recurrence complex: weight_hh and h0 then have pre's
+            complex dtype, and gradients follow PyTorch's complex autograd convention.
         weight_hh: [H, H] recurrent matrix, applied as in torch.nn.RNN.
         h0: [B, H] initial state; zeros when None.
-        nonlinearity: "tanh", "relu", "identity" or "modrelu" (sign(z) * relu(|z| + act_bias)).
-        act_bias: [H] modReLU bias; required for "modrelu", rejected otherwise.
+        nonlinearity: "tanh", "relu", "identity" or "modrelu". Real modReLU is
+            sign(z) * relu(|z| + act_bias); complex modReLU is z * relu(|z| + act_bias) / (|z| + eps).
+            Complex inputs take "identity" or "modrelu" only.
+        act_bias: [H] modReLU bias; required for "modrelu", rejected otherwise. Always real: for a
+            complex pre it has the matching real dtype (float32 for complex64, float64 for complex128).
+        eps: the complex modReLU's positive denominator offset (uRNN: 1e-5; EUNN raised it to 1e-2
+            against NaNs). Must be a positive float; real inputs do not use it.
         backend: "auto", "torch" or "triton" (see trit_rnn.dispatch).
         checkpoint_every: None, or K >= 1: keep every K-th state instead of the outputs for the
             backward, which recomputes each segment of K steps. pre itself is kept (it is needed for
             the recomputation), so the saving is [T, B, H] outputs against [ceil(T/K) - 1, B, H]
             states; to avoid keeping pre as well, use dense_rnn or the modules, which recompute
-            pre from the layer input.
+            pre from the layer input. Complex inputs support it the same way (the complex modReLU
+            backward keeps pre anyway, to recompute the pre-activations).
 
     Returns:
         (outputs [T, B, H] = h_1..h_T, h_n [B, H] = h_T), in pre's dtype. bfloat16/float16 inputs
         are stored in that dtype while the state and accumulation stay float32.
     """
-    check_tensor(pre, "pre", ndim=3)
+    check_tensor(pre, "pre", ndim=3, dtypes=FLOAT_DTYPES + COMPLEX_DTYPES)
     T, B, H = pre.shape
     if T < 1 or B < 1 or H < 1:
         raise ValueError(f"pre must be [T, B, H] with T, B, H >= 1; got shape {tuple(pre.shape)}")
+    if pre.is_complex():
+        return complex_dense_recurrence(
+            pre,
+            weight_hh,
+            h0,
+            nonlinearity=nonlinearity,
+            act_bias=act_bias,
+            eps=eps,
+            backend=backend,
+            checkpoint_every=checkpoint_every,
+        )
+    for value, argument in ((weight_hh, "weight_hh"), (h0, "h0"), (act_bias, "act_bias")):
+        check_same_kind(value, argument, pre, "pre [T, B, H]")
     nl = _check_recurrent_args(pre, "pre [T, B, H]", B, H, weight_hh, h0, nonlinearity, act_bias)
+    check_eps(eps)
     check_checkpoint_every(checkpoint_every)
     chosen = _choose_backend("dense_recurrence", backend, pre, H)
     if checkpoint_every is None:

@@ -135,6 +135,44 @@ register(
 )
 
 
+def _unitary(class_name):
+    def build(input_size, hidden_size, *, backend, device=None, dtype=None, **options):
+        from . import modules
+
+        cls = getattr(modules, class_name)
+        return cls(input_size, hidden_size, backend=backend, device=device, dtype=dtype, **options)
+
+    return build
+
+
+# Complex states are complex64 / complex128: float32 and float64 parameters only.
+UNITARY_DTYPES = {"cpu": (torch.float32, torch.float64), "cuda": (torch.float32, torch.float64)}
+
+for _name, _class_name, _description in (
+    ("urnn", "URNN", "trit_rnn.URNN: uRNN product D3 R2 F^-1 D2 Pi R1 F D1, complex modReLU"),
+    (
+        "fullcap_urnn",
+        "FullCapacityURNN",
+        "trit_rnn.FullCapacityURNN: free unitary W (Cayley step), complex modReLU",
+    ),
+    ("eunn", "EUNN", "trit_rnn.EUNN: tunable EUNN (capacity 2), complex modReLU"),
+    ("kru", "KRU", "trit_rnn.KRU: Kronecker product of 2x2 complex factors, complex modReLU"),
+):
+    register(
+        CellSpec(
+            _name,
+            _description,
+            "ours",
+            _unitary(_class_name),
+            OURS_BACKENDS,
+            OURS_BACKEND_DEVICES,
+            dtypes=UNITARY_DTYPES,
+            kernel_family="dense_complex",
+            output_features=lambda hidden_size: 2 * hidden_size,
+        )
+    )
+
+
 # --------------------------------------------------------------------------------------------
 # peers: what a user would pick instead
 

@@ -237,3 +237,53 @@ def test_subprocess_timeout_ends_the_whole_process_group(tmp_path):
     stat = f"/proc/{pid}/stat"
     # Gone, or a zombie waiting for a parent that does not reap.
     assert not os.path.exists(stat) or open(stat).read().split(")")[1].split()[0] == "Z"
+
+
+@pytest.mark.slow
+def test_complex_dense_kernels_fit_sm90_without_spills():
+    """complex64 (fp32 planes) at H=64 and H=128, BLOCK_B=16 with 8 warps: both kernels compile for
+    sm_90 without spills within the shared-memory limit (both W planes stay on chip). Only the
+    complex family compiles for a complex dtype."""
+    records = aot.collect_in_subprocess("sm_90", [64, 128], [torch.complex64], configs=[Config(16, 8, 1)])
+    print("\n" + aot.format_table(records))
+    assert {r["family"] for r in records} == {"dense_complex"}
+    errors = [r for r in records if r.get("error")]
+    assert not errors, "\n".join(f"{r['kernel']} H={r.get('hidden_size')}: {r['error']}" for r in errors)
+    for kernel in ("dense_complex_fwd", "dense_complex_bwd"):
+        for hidden in (64, 128):
+            (r,) = [r for r in records if r["kernel"] == kernel and r["hidden_size"] == hidden]
+            assert r["spill_bytes"] == 0 and r["spill_loads"] == 0 and r["fits"], _ok(r)
+            assert 0 < r["shared_bytes"] <= aot.TARGETS["sm_90"][1], _ok(r)
+            # Both fp32 planes of W are staged: 2 * BLOCK_H^2 * 4 bytes at least.
+            assert r["shared_bytes"] >= 2 * hidden * hidden * 4, _ok(r)
+
+
+COMPILE_COMPLEX_VARIANTS = """
+import json, torch
+from trit_rnn.kernels import aot
+from trit_rnn.kernels.dense_complex import launch
+from trit_rnn.kernels.specs import Config
+records = []
+for dtype, nl in [(torch.complex64, "identity"), (torch.complex128, "identity"), (torch.complex128, "modrelu")]:
+    for spec in launch.compile_specs(64, dtype, Config(16, 8, 1), nonlinearity=nl):
+        r = aot.compile_resources(spec, "sm_90")
+        records.append({"kernel": spec.name, "dtype": str(dtype), "nonlinearity": nl, "fits": r["fits"],
+                        "spill_bytes": r["spill_bytes"], "registers": r["registers"]})
+print(json.dumps(records))
+"""
+
+
+@pytest.mark.slow
+def test_every_complex_activation_and_dtype_compiles_for_sm90():
+    """The complex variants the test above does not build (identity; complex128, whose fp64 dots are
+    tensor-core dots), once each at H=64, BLOCK_B=16, 8 warps."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["PYTHONPATH"] = os.pathsep.join(sys.path)
+    done = subprocess.run(
+        [sys.executable, "-c", COMPILE_COMPLEX_VARIANTS], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    records = json.loads(done.stdout.strip().splitlines()[-1])
+    assert len(records) == 2 * 3
+    bad = [r for r in records if not (r["fits"] and r["spill_bytes"] == 0 and r["registers"] > 0)]
+    assert not bad, bad

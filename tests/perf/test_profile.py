@@ -117,7 +117,9 @@ def test_retain_freed_memory_applies_on_glibc():
 
 
 def test_recurrence_only_profiles_the_op_with_the_same_function():
-    spec = profile.ProfileSpec("orthogonal", 8, [12], batch=2, rounds=1, adaptive_rounds=False, recurrence_only=True)
+    spec = profile.ProfileSpec(
+        "orthogonal", 8, [12], batch=2, rounds=1, adaptive_rounds=False, recurrence_only=True
+    )
     records = profile.run_profile(spec, CPU)
     assert [r["scope"] for r in records] == ["recurrence op"] * 2
     model = profile.registry.get("orthogonal").build(2, 8, backend="torch")

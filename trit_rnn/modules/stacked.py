@@ -3,12 +3,14 @@ batch_first, unbatched), initial states, stacked layers and bidirectional direct
 
 A subclass owns the parameters of each (layer, direction) and implements `_run_direction`, which
 maps one direction's input [T, B, I] and initial state [B, H] to (outputs [T, B, H], h_n [B, H]).
+Cells whose state is not what they output (a complex state read out as [Re h, Im h]) override
+`direction_features`, `_direction_output` and `state_dtype`.
 """
 
 import torch
 from torch import nn
 
-from ..validation import check_positive_int, check_same, check_tensor, describe
+from ..validation import check_positive_int, check_tensor, describe
 
 
 class StackedRecurrence(nn.Module):
@@ -25,8 +27,22 @@ class StackedRecurrence(nn.Module):
         self.bidirectional = bidirectional
         self.num_directions = 2 if bidirectional else 1
 
+    def direction_features(self) -> int:
+        """Features one direction passes to the next layer (the next layer's input has this many per
+        direction)."""
+        return self.hidden_size
+
     def layer_input_size(self, layer: int) -> int:
-        return self.input_size if layer == 0 else self.hidden_size * self.num_directions
+        return self.input_size if layer == 0 else self.direction_features() * self.num_directions
+
+    def _direction_output(self, outputs: torch.Tensor, last_layer: bool) -> torch.Tensor:
+        """One direction's states [T, B, H] -> its features: the next layer's input, or (last layer)
+        the module's output."""
+        return outputs
+
+    def state_dtype(self, input_dtype: torch.dtype) -> torch.dtype:
+        """The dtype of hx and h_n for an input of `input_dtype`."""
+        return input_dtype
 
     @staticmethod
     def suffix(layer: int, direction: int) -> str:
@@ -65,7 +81,7 @@ class StackedRecurrence(nn.Module):
     def _prepare_hx(self, hx, batch: int, batched: bool, input: torch.Tensor):
         if hx is None:
             return None
-        check_tensor(hx, "hx")
+        check_tensor(hx, "hx", dtypes=None)
         expected = (self.num_layers * self.num_directions, batch, self.hidden_size)
         if not batched:
             if hx.dim() != 2:
@@ -75,16 +91,23 @@ class StackedRecurrence(nn.Module):
             raise ValueError(
                 f"hx must have shape {expected} (num_layers * num_directions, batch, hidden_size); got {describe(hx)}"
             )
-        check_same(hx, "hx", input, "input")
+        if hx.device != input.device:
+            raise ValueError(f"hx must be on the same device as input ({input.device}); got {hx.device}")
+        state_dtype = self.state_dtype(input.dtype)
+        if hx.dtype != state_dtype:
+            raise TypeError(
+                f"hx must have dtype {state_dtype} (the state of {input.dtype} input); got {hx.dtype}"
+            )
         return hx
 
     def forward(self, input, hx=None):
         """input [T, B, I] (or [B, T, I] with batch_first, or unbatched [T, I]); hx
-        [num_layers * num_directions, B, H] or None. Returns (output [T, B, D*H], h_n [L*D, B, H])
-        in the input's layout."""
+        [num_layers * num_directions, B, H] or None. Returns (output [T, B, D*F], h_n [L*D, B, H])
+        in the input's layout; F = H unless a subclass's `_direction_output` says otherwise."""
         x, batched = self._prepare_input(input)
         hx = self._prepare_hx(hx, x.shape[1], batched, x)
         finals = []
+        last_layer = self.num_layers - 1
         for layer in range(self.num_layers):
             outs = []
             for direction in range(self.num_directions):
@@ -92,6 +115,7 @@ class StackedRecurrence(nn.Module):
                 h0 = hx[index] if hx is not None else None
                 xd = x if direction == 0 else x.flip(0)
                 out, h_n = self._run_direction(layer, direction, xd, h0)
+                out = self._direction_output(out, layer == last_layer)
                 outs.append(out if direction == 0 else out.flip(0))
                 finals.append(h_n)
             x = outs[0] if len(outs) == 1 else torch.cat(outs, dim=-1)
