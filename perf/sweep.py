@@ -119,12 +119,13 @@ def default_spec(device: DeviceInfo, cells: list[str] | None = None) -> SweepSpe
         cells,
         seq_lens=[100, 300, 1000, 3000],
         hidden_sizes=[32, 64, 128, 256, 512],
-        base_seq_len=300,
+        base_seq_len=200,
         base_hidden=128,
         batches=[32],
         dtypes=["float32"],
         modes=list(MODES),
-        rounds=5,
+        rounds=4,
+        max_call_seconds=1.5,
     )
 
 

@@ -177,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--rounds", type=int, default=None, help="interleaved timing rounds per shape")
     bench.add_argument("--input-size", type=int, default=None, help="default: the hidden size")
     bench.add_argument("--max-call-seconds", type=float, default=None,
-                       help="leave out a contestant at shapes where one call takes longer (default 2)")  # fmt: skip
+                       help="leave out a contestant at shapes where one call takes longer (default 1.5 on a CPU)")  # fmt: skip
     bench.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default: cuda when available")
     bench.add_argument("--out", type=Path, default=Path("plots"), help="directory for the CSV and charts")
     bench.add_argument("--no-progress", action="store_true")
