@@ -82,13 +82,20 @@ def throughput_chart(rows: list[dict], axis: str, path: Path | str) -> Path | No
             f"{MODE_TITLES[mode]}, {fixed_name}={'/'.join(map(str, fixed))}, B={'/'.join(map(str, batch))}"
         )
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
+    # One legend beside the panels: with a dozen contestants a legend inside covers the lines.
+    handles, names = {}, []
+    for ax in axes[0]:
+        for handle, name in zip(*ax.get_legend_handles_labels(), strict=True):
+            if name not in handles:
+                handles[name] = handle
+                names.append(name)
+    fig.legend([handles[n] for n in names], names, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
     axes[0][0].set_ylabel("throughput (tokens/s = B*T / seconds, median)")
     fig.suptitle(f"trit_rnn throughput vs {x_label.split(' (')[0]} ({_device_label(rows)})", fontsize=11)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path
 
