@@ -372,3 +372,38 @@ def choose(
         interpreter=interpreter,
         timer=timer,
     ).best
+
+
+def device_shared_limit(device, interpreted: bool) -> int | None:
+    """The shared-memory limit a launch on device is budgeted against (None: no limit, the
+    interpreter or a CPU tensor)."""
+    device = torch.device(device)
+    if interpreted or device.type != "cuda":
+        return None
+    return torch.cuda.get_device_properties(device).shared_memory_per_block_optin
+
+
+def choose_for_launch(
+    kernel_name: str,
+    kernel,
+    key: tuple,
+    configs: list[Config],
+    budget_for_limit: Callable[[int | None], Budget],
+    tensor: torch.Tensor,
+    batch: int,
+    run: Callable[[Config], object],
+    interpreted: bool,
+) -> Config:
+    """choose() for one launch of a family's kernel on tensor's device: the family gives its
+    candidates and its budget for a shared-memory limit; this finds the device's limit."""
+    return choose(
+        kernel_name,
+        key,
+        configs,
+        budget_for_limit(device_shared_limit(tensor.device, interpreted)),
+        run,
+        batch=batch,
+        signature=kernel_signature(kernel),
+        device=tensor.device,
+        interpreter=interpreted,
+    )

@@ -140,8 +140,7 @@ def supports(hidden_size: int, dtype: torch.dtype, device) -> tuple[bool, str]:
 
 def device_shared_limit(device) -> int | None:
     """The shared-memory limit the budget is checked against on device (None: the interpreter)."""
-    device = torch.device(device)
-    return None if _interpreted() or device.type != "cuda" else _shared_memory_limit(device)
+    return autotune.device_shared_limit(device, _interpreted())
 
 
 def budget(hidden_size: int, dtype: torch.dtype, shared_limit: int | None):
@@ -150,16 +149,16 @@ def budget(hidden_size: int, dtype: torch.dtype, shared_limit: int | None):
 
 
 def _choose_config(kernel_name, tensor, hidden_size, batch, run) -> Config:
-    return autotune.choose(
+    return autotune.choose_for_launch(
         kernel_name,
+        KERNELS[kernel_name],
         autotune_key(hidden_size, batch, tensor.dtype),
         candidate_configs(),
-        budget(hidden_size, tensor.dtype, device_shared_limit(tensor.device)),
+        lambda limit: budget(hidden_size, tensor.dtype, limit),
+        tensor,
+        batch,
         run,
-        batch=batch,
-        signature=autotune.kernel_signature(KERNELS[kernel_name]),
-        device=tensor.device,
-        interpreter=_interpreted(),
+        _interpreted(),
     )
 
 
