@@ -1,6 +1,8 @@
-"""Gradient checkpointing (checkpoint_every=K): checkpointed dense_rnn, dense_recurrence and
-OrthogonalRNN equal the plain ones (outputs and every gradient), both backends match the float64
+"""Gradient checkpointing (checkpoint_every=K): checkpointed dense_rnn, dense_recurrence,
+OrthogonalRNN and the unitary modules equal the plain ones (outputs and every gradient), both backends match the float64
 reference, far fewer bytes are saved for backward, and bad values are rejected."""
+
+import functools
 
 import pytest
 import torch
@@ -8,7 +10,7 @@ import torch
 from tests.reference import dense_recurrence_reference
 from tests.test_functional import run_and_grad
 from tests.tolerances import assert_close, relative_error
-from trit_rnn import OrthogonalRNN
+from trit_rnn import EUNN, KRU, URNN, FullCapacityURNN, OrthogonalRNN
 from trit_rnn.autograd.checkpointed import dense_rnn_checkpointed_op
 from trit_rnn.functional import dense_recurrence, dense_rnn
 from trit_rnn.memory import saved_tensor_bytes
@@ -156,26 +158,40 @@ def test_torch_checkpointed_layer_matches_float64_reference(dtype, nonlinearity)
     check_layer_against_reference("torch", dtype, nonlinearity)
 
 
-def test_checkpointed_module_equals_plain_with_the_same_state_dict():
+MODULES = {
+    "OrthogonalRNN": OrthogonalRNN,
+    "URNN": URNN,
+    "FullCapacityURNN": FullCapacityURNN,
+    "EUNN": EUNN,
+    "EUNN real": functools.partial(EUNN, complex=False),
+    "KRU": KRU,
+}
+
+
+@pytest.mark.parametrize("name", list(MODULES))
+def test_checkpointed_module_equals_plain_with_the_same_state_dict(name):
+    make = functools.partial(MODULES[name], 5, 8, num_layers=2, bidirectional=True, backend="torch")
     torch.manual_seed(1)
-    plain = OrthogonalRNN(5, 12, num_layers=2, bidirectional=True, backend="torch")
-    checkpointed = OrthogonalRNN(5, 12, num_layers=2, bidirectional=True, backend="torch", checkpoint_every=4)
+    plain = make()
+    checkpointed = make(checkpoint_every=4)
     assert checkpointed.state_dict().keys() == plain.state_dict().keys()
     checkpointed.load_state_dict(plain.state_dict())
     assert "checkpoint_every=4" in repr(checkpointed) and "checkpoint_every" not in repr(plain)
 
     x = torch.randn(11, 3, 5)
-    hx = torch.randn(4, 3, 12) * 0.3
-    upstream = torch.randn(11, 3, 24)
+    hx = torch.randn(4, 3, 8, dtype=plain.state_dtype(x.dtype)) * 0.3
+    upstream = torch.randn_like(plain(x)[0])
 
     def run(model):
         leaves = [x.clone().requires_grad_(), hx.clone().requires_grad_()]
         out, h_n = model(*leaves)
-        grads = torch.autograd.grad((out * upstream).sum() + h_n.sum(), leaves + list(model.parameters()))
+        h_n_real = torch.view_as_real(h_n) if h_n.is_complex() else h_n
+        loss = (out * upstream).sum() + h_n_real.sum()
+        grads = torch.autograd.grad(loss, leaves + list(model.parameters()))
         return out, h_n, grads
 
     names = ["input", "hx"] + [n for n, _ in plain.named_parameters()]
-    assert_equal_runs(run(checkpointed), run(plain), names, "OrthogonalRNN")
+    assert_equal_runs(run(checkpointed), run(plain), names, name)
 
 
 def test_checkpointing_saves_at_least_4x_fewer_bytes():
@@ -217,6 +233,7 @@ def test_bad_checkpoint_every_is_rejected(value):
         lambda: dense_rnn(x, weight_ih, bias_ih, weight_hh, h0, checkpoint_every=value),
         lambda: dense_recurrence(pre, weight_hh, h0, checkpoint_every=value),
         lambda: OrthogonalRNN(3, 6, checkpoint_every=value),
+        lambda: URNN(3, 6, checkpoint_every=value),
     ]
     for call in calls:
         with pytest.raises(ValueError) as info:

@@ -168,6 +168,7 @@ for _name, _class_name, _description in (
             OURS_BACKEND_DEVICES,
             dtypes=UNITARY_DTYPES,
             kernel_family="dense_complex",
+            options=("checkpoint_every",),
             output_features=lambda hidden_size: 2 * hidden_size,
         )
     )

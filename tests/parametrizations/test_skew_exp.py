@@ -1,5 +1,6 @@
 """The eigendecomposition exp map of a skew matrix equals torch.matrix_exp, value and gradient, in
-float64, including the degenerate spectra every block initialisation produces."""
+float64, including the degenerate spectra every block initialisation produces, tiny and large
+angles. The map is defined on skew matrices, so the gradients compared are their skew parts."""
 
 import pytest
 import torch
@@ -11,19 +12,29 @@ from trit_rnn.parametrizations.skew_exp import skew_matrix_exp
 F64 = torch.float64
 
 
+def skew_part(m: torch.Tensor) -> torch.Tensor:
+    return (m - m.T) / 2
+
+
 def skew_of(kind: str, n: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(n)
-    if kind == "random":
+    scales = {"random": 1.0, "large_angles": 4.0, "tiny_angles": 1e-5, "mixed_scales": None}
+    if kind in scales:
         a = torch.randn(n, n, generator=g, dtype=F64)
+        # mixed: rows of very different sizes, so tiny and large angles meet in one spectrum
+        a = a * (scales[kind] if scales[kind] else torch.logspace(-6, 0.5, n, dtype=F64)[:, None])
     elif kind == "zero":
         a = torch.zeros(n, n, dtype=F64)
     else:  # equal 2x2 rotation blocks: every eigenvalue +-0.7i is repeated n/2 times
         a = torch.zeros(n, n, dtype=F64)
         a[torch.arange(0, n - 1, 2), torch.arange(1, n, 2)] = 0.7
+    a = a.triu(1)
     return a - a.T
 
 
-@pytest.mark.parametrize("kind", ["random", "zero", "repeated_blocks"])
+@pytest.mark.parametrize(
+    "kind", ["random", "large_angles", "tiny_angles", "mixed_scales", "zero", "repeated_blocks"]
+)
 @pytest.mark.parametrize("n", [1, 5, 64])
 def test_matches_matrix_exp_value_and_gradient(kind, n):
     skew = skew_of(kind, n).requires_grad_()
@@ -33,7 +44,13 @@ def test_matches_matrix_exp_value_and_gradient(kind, n):
     reference = torch.matrix_exp(skew)
     (ref_grad,) = torch.autograd.grad((reference * upstream).sum(), skew)
     assert_close(ours, reference, F64, "exp(S)")
-    assert_close(grad, ref_grad, F64, "gradient")
+    assert_close(grad, skew_part(ref_grad), F64, "gradient")
+
+
+def test_gradient_is_skew():
+    skew = skew_of("random", 6).requires_grad_()
+    (grad,) = torch.autograd.grad((skew_matrix_exp(skew) * torch.randn(6, 6, dtype=F64)).sum(), skew)
+    assert torch.equal(grad, -grad.T)
 
 
 def test_gradcheck():

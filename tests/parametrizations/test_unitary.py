@@ -168,10 +168,13 @@ def test_parameter_counts_match_the_papers(module, expected):
     assert real_parameter_count(module()) == expected
 
 
-def test_eunn_with_capacity_n_reaches_a_random_unitary():
-    """Tunable complex EUNN with capacity H = 8 has H^2 = dim U(8) parameters and fits a Haar-random
-    unitary: Adam brings it near, L-BFGS finishes (Adam alone crawls along a narrow valley)."""
-    torch.manual_seed(3)
+@pytest.mark.parametrize("seed", [0, 3, 5])
+def test_eunn_with_capacity_n_reaches_a_random_unitary(seed):
+    """Tunable complex EUNN with capacity H = 8 has H^2 = dim U(8) parameters and fits Haar-random
+    unitaries: Adam brings it near, L-BFGS (a gradient method too) finishes. Adam alone, even with a
+    cosine-annealed rate over 2000 steps, reaches 1e-6 on some targets but stalls near 1e-2 on
+    others (measured on seeds 0-5), crawling along narrow valleys."""
+    torch.manual_seed(seed)
     target = haar_unitary(8).to(torch.complex64)
     module = EUNNUnitary(8, 8)
     assert real_parameter_count(module) == 64

@@ -12,7 +12,7 @@ from torch.nn import functional as F
 from ..dispatch import parse_backend
 from ..functional import dense_recurrence
 from ..parametrizations.unitary import COMPLEX_OF, check_real_dtype
-from ..validation import check_eps, check_same
+from ..validation import check_checkpoint_every, check_eps, check_same
 from .stacked import StackedRecurrence
 
 READOUTS = ("re_im", "real", "complex")
@@ -32,6 +32,18 @@ def check_readout(readout, complex_state: bool) -> str:
     return readout
 
 
+def _complex_projection(x, weight_ih, bias_ih):
+    """x [T, B, I] @ weight_ih^T + bias_ih as a complex [T, B, H] (rows :H of weight_ih [2H, I] give
+    Re, rows H: Im). The rows are interleaved (Re_0, Im_0, Re_1, ...) so that the real GEMM's output
+    is the complex tensor's memory: a view, where torch.complex(re, im) would copy and keep both
+    real halves alive for its backward."""
+    two_h, input_size = weight_ih.shape
+    interleaved = weight_ih.view(2, two_h // 2, input_size).transpose(0, 1).reshape(two_h, input_size)
+    bias = None if bias_ih is None else bias_ih.view(2, two_h // 2).t().reshape(two_h)
+    pre = F.linear(x, interleaved, bias)  # [T, B, 2H]: (Re, Im) pairs
+    return torch.view_as_complex(pre.view(*pre.shape[:-1], two_h // 2, 2))
+
+
 class UnitaryRecurrence(StackedRecurrence):
     """Base class of the unitary RNNs; follows torch.nn.RNN's call convention.
 
@@ -43,6 +55,9 @@ class UnitaryRecurrence(StackedRecurrence):
             [Re h, Im h] to the next one whatever the readout.
         eps: modReLU's eps (default 1e-5 as uRNN; the EUNN authors raised it to 1e-2 after NaNs).
         backend: "auto", "torch" or "triton" (see trit_rnn.dispatch).
+        checkpoint_every: None, or K >= 1 for gradient checkpointing: each layer and direction keeps
+            its pre-activations and every K-th state for the backward instead of its outputs, and
+            the backward recomputes the segments (see trit_rnn.dense_recurrence).
         device, dtype: of the real parameters; dtype float32 (default) or float64 gives a complex64
             or complex128 state. The input must have that dtype.
 
@@ -69,6 +84,7 @@ class UnitaryRecurrence(StackedRecurrence):
         bidirectional=False,
         eps=1e-5,
         backend="auto",
+        checkpoint_every=None,
         device=None,
         dtype=None,
     ):
@@ -80,6 +96,7 @@ class UnitaryRecurrence(StackedRecurrence):
         self.bias = bool(bias)
         self.eps = check_eps(eps)
         self.backend = parse_backend(backend)
+        self.checkpoint_every = check_checkpoint_every(checkpoint_every)
         self.real_dtype = check_real_dtype(dtype)
         self.recurrent = nn.ModuleList()
         self._factory = {"device": device, "dtype": self.real_dtype}
@@ -139,21 +156,20 @@ class UnitaryRecurrence(StackedRecurrence):
         sfx = self.suffix(layer, direction)
         weight_ih = getattr(self, f"weight_ih_{sfx}")
         check_same(x, "input", weight_ih, "the module's parameters")
-        pre = F.linear(x, weight_ih, getattr(self, f"bias_ih_{sfx}", None))
+        bias_ih = getattr(self, f"bias_ih_{sfx}", None)
         act_bias = getattr(self, f"act_bias_{sfx}")
         weight_hh = self.recurrent[layer * self.num_directions + direction]()
+        options = {"act_bias": act_bias, "backend": self.backend, "checkpoint_every": self.checkpoint_every}
         if not self.complex_state:
-            return dense_recurrence(
-                pre, weight_hh, h0, nonlinearity="modrelu", act_bias=act_bias, backend=self.backend
-            )
-        H = self.hidden_size
-        pre = torch.complex(pre[..., :H], pre[..., H:])
-        return dense_recurrence(
-            pre, weight_hh, h0, nonlinearity="modrelu", act_bias=act_bias, eps=self.eps, backend=self.backend
-        )
+            pre = F.linear(x, weight_ih, bias_ih)
+            return dense_recurrence(pre, weight_hh, h0, nonlinearity="modrelu", **options)
+        pre = _complex_projection(x, weight_ih, bias_ih)
+        return dense_recurrence(pre, weight_hh, h0, nonlinearity="modrelu", eps=self.eps, **options)
 
     def extra_repr(self) -> str:
         s = super().extra_repr() + f", readout={self.readout!r}, backend={self.backend!r}"
         if self.complex_state:
             s += f", eps={self.eps}"
+        if self.checkpoint_every is not None:
+            s += f", checkpoint_every={self.checkpoint_every}"
         return s

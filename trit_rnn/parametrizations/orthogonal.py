@@ -115,7 +115,7 @@ class ExpOrthogonal(_SkewOrthogonal):
     init: "henaff" (angles |s|, s ~ U(-pi, pi)), "cayley" (angles tan(u/2), u ~ U(0, pi/2): the
     expRNN default, note the angles are not u), "identity", "random" (Haar on SO(n)).
 
-    method: "eigh" (the skew matrix's eigendecomposition with a closed-form backward; 3x faster
+    method: "eigh" (a real eigendecomposition of S^T S with a closed-form backward; 4x faster
     than torch.matrix_exp's forward + backward on a CPU), "matrix_exp" (torch.matrix_exp, GEMM
     based: the faster one on a GPU, where small eigendecompositions are slow), or "auto" (eigh on
     the CPU, matrix_exp elsewhere)."""

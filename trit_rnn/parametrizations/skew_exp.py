@@ -1,59 +1,98 @@
-"""exp(S) of a real skew-symmetric S [n, n] through its eigendecomposition, with a closed-form
-backward.
+"""exp(S) of a real skew-symmetric S [n, n] through a real symmetric eigendecomposition, with a
+closed-form backward.
 
-Why: torch.matrix_exp's backward exponentiates a [2n, 2n] block matrix; at n = 256 on a 2-core CPU
-its forward + backward costs 54 ms, a fifth of a B=32, T=1000 training step of the RNN. iS is
-Hermitian, so one complex `eigh` (7.7 ms at n = 256) gives S = U diag(i theta) U^H with U unitary;
-then exp(S) = U diag(e^{i theta}) U^H, and since S is normal the adjoint of the Frechet derivative
-is U (conj(Phi) o (U^H G U)) U^H with the divided differences
-Phi_jk = (e^{i theta_j} - e^{i theta_k}) / (i theta_j - i theta_k)
-       = e^{i (theta_j + theta_k) / 2} sinc((theta_j - theta_k) / 2),
-written in the sinc form so that equal or close eigenvalues (every 2x2-block initialisation has
-them) need no special case. The formula holds for any unitary eigenbasis, degenerate or not.
+Why: torch.matrix_exp's backward exponentiates a [2n, 2n] block matrix (8.5 ms forward + backward
+at n = 128 on a 2-core CPU), and a complex `eigh` of iS with complex GEMMs still costs 2.9 ms.
+Every RNN forward pays this once, so at T = 100 it is a third of a training step.
+
+M = S^T S = -S^2 is symmetric positive semi-definite with eigenvalues lam = theta^2 (the squared
+rotation angles of S, each twice), M = V diag(lam) V^T with V real orthogonal. Since
+exp(S) = cos(sqrt(-S^2)) + sinc(sqrt(-S^2)) S, with f(l) = cos(sqrt l) and g(l) = sin(sqrt l)/sqrt l
+(both entire in l, so any eigenbasis of a repeated eigenvalue works):
+    W = f(M) + g(M) S = V diag(cos theta) V^T + [V diag(sinc theta) V^T] S.
+One real `eigh` and real GEMMs: 2.0 ms forward + backward at n = 128, 12.6 ms at n = 256
+(measured against 2.9 and 16.7 ms for the complex version).
+
+Backward: for a symmetric M and an entire f, the adjoint of the Frechet derivative is
+V (F o (V^T G V)) V^T with the divided differences F_jk = f[lam_j, lam_k] (Daleckii-Krein). With
+a = (theta_j + theta_k)/2, b = (theta_j - theta_k)/2 and sinc x = sin x / x:
+    f[lam_j, lam_k] = -sinc(a) sinc(b) / 2,                          (no cancellation anywhere)
+    g[lam_j, lam_k] = (cos a sinc b - sinc a cos b) / (2 theta_j theta_k)   when a >= 3|b|,
+                    = (sinc theta_j - sinc theta_k) / (lam_j - lam_k)        when a < 3|b|,
+                    = its Taylor series -1/6 + (lam_j + lam_k)/120 - ...   when both are tiny;
+each branch is used where it does not cancel. They are evaluated in float64 on [n, n].
+The gradient returned is the skew-symmetric part: the map is only defined on skew matrices, and
+its symmetric part would be that of f(S^T S) + g(S^T S) S, not of exp.
 """
 
 import torch
 
-_COMPLEX = {torch.float32: torch.complex64, torch.float64: torch.complex128}
+_TINY_ANGLE = 1e-4  # below it sin(x)/x is replaced by 1 - x^2/6 (exact to float64 there)
+_TINY_PAIR = 1e-3  # both angles below it: the Taylor series of g's divided difference
 
 
-def _eigh_skew(skew: torch.Tensor):
-    """(theta [n], U [n, n] complex) with skew = U diag(i theta) U^H."""
-    lam, u = torch.linalg.eigh(skew.to(_COMPLEX[skew.dtype]) * 1j)
-    # iS = U diag(lam) U^H  =>  S = U diag(-i lam) U^H, so theta = -lam.
-    return -lam, u
+def _sinc(x: torch.Tensor) -> torch.Tensor:
+    """sin(x) / x, elementwise (torch.sinc is normalised and not vectorised on the CPU)."""
+    return torch.where(x.abs() < _TINY_ANGLE, 1 - x * x / 6, torch.sin(x) / x)
 
 
-def _reconstruct(u: torch.Tensor, diag: torch.Tensor) -> torch.Tensor:
-    """U diag(d) U^H [n, n] (complex)."""
-    return (u * diag) @ u.mH
+def divided_differences(theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(f[lam_j, lam_k], g[lam_j, lam_k]) [n, n] for f = cos(sqrt l), g = sinc(sqrt l) at
+    lam = theta^2, theta >= 0 [n]; see the module docstring for the branches."""
+    half = theta / 2  # [n]
+    sin_h, cos_h = half.sin(), half.cos()  # [n]
+    # angle-addition from the [n] half angles: a and b need no [n, n] transcendental calls.
+    sc = torch.outer(sin_h, cos_h)  # [n, n]
+    cc = torch.outer(cos_h, cos_h)  # [n, n]
+    ss = torch.outer(sin_h, sin_h)  # [n, n]
+    a = half[:, None] + half[None, :]  # [n, n], >= 0
+    b = half[:, None] - half[None, :]  # [n, n]
+    sinc_a = torch.where(a < _TINY_ANGLE, 1 - a * a / 6, (sc + sc.T) / a)
+    sinc_b = torch.where(b.abs() < _TINY_ANGLE, 1 - b * b / 6, (sc - sc.T) / b)
+    dd_cos = -0.5 * sinc_a * sinc_b
+
+    lam = theta * theta  # [n]
+    lam_j, lam_k = lam[:, None], lam[None, :]  # [n, 1], [1, n]
+    close = ((cc - ss) * sinc_b - sinc_a * (cc + ss)) / (2 * torch.outer(theta, theta))
+    sinc_theta = _sinc(theta)  # [n]
+    apart = (sinc_theta[:, None] - sinc_theta[None, :]) / (lam_j - lam_k)
+    tiny = -1 / 6 + (lam_j + lam_k) / 120 - (lam_j * lam_j + lam_j * lam_k + lam_k * lam_k) / 5040
+    dd_sinc = torch.where(a >= 3 * b.abs(), close, apart)
+    dd_sinc = torch.where(a + b.abs() < _TINY_PAIR, tiny, dd_sinc)
+    return dd_cos, dd_sinc
 
 
 class _SkewMatrixExp(torch.autograd.Function):
     @staticmethod
     def forward(skew):
-        theta, u = _eigh_skew(skew)
-        w = _reconstruct(u, torch.polar(torch.ones_like(theta), theta)).real
-        return w, theta, u
+        lam, v = torch.linalg.eigh(skew.T @ skew)  # [n], [n, n]
+        theta = lam.clamp_min(0).sqrt()  # [n]
+        sinc_part = (v * _sinc(theta)) @ v.T  # g(M) [n, n]
+        w = torch.addmm(sinc_part @ skew, v * theta.cos(), v.T)  # f(M) + g(M) S
+        return w, theta, v, sinc_part
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        _, theta, u = output
-        ctx.save_for_backward(theta, u)
-        ctx.mark_non_differentiable(theta, u)
+        (skew,) = inputs
+        _, theta, v, sinc_part = output
+        ctx.save_for_backward(skew, theta, v, sinc_part)
+        ctx.mark_non_differentiable(theta, v, sinc_part)
 
     @staticmethod
-    def backward(ctx, grad_w, _grad_theta, _grad_u):
-        theta, u = ctx.saved_tensors
-        half_sum = (theta[:, None] + theta[None, :]) / 2  # [n, n]
-        half_diff = (theta[:, None] - theta[None, :]) / 2  # [n, n]
-        # torch.sinc is the normalised sin(pi x) / (pi x).
-        phi = torch.polar(torch.sinc(half_diff / torch.pi), half_sum)  # [n, n] complex
-        m = u.mH @ grad_w.to(u.dtype) @ u  # [n, n]
-        return (u @ (phi.conj() * m) @ u.mH).real
+    def backward(ctx, grad_w, *_):
+        skew, theta, v, sinc_part = ctx.saved_tensors
+        dd_cos, dd_sinc = (d.to(grad_w.dtype) for d in divided_differences(theta.double()))
+        g_v = v.T @ grad_w  # V^T G [n, n]
+        # dL/dM = V (F o V^T G V + F_g o V^T G S^T V) V^T, the second from d(g(M)) S.
+        inner = dd_cos * (g_v @ v) + dd_sinc * (g_v @ (skew.T @ v))  # [n, n]
+        grad_m = v @ inner @ v.T
+        # M = S^T S: dL/dS = S (X + X^T); plus g(M)^T G from the explicit factor S.
+        grad = torch.addmm(sinc_part @ grad_w, skew, grad_m + grad_m.T)
+        return (grad - grad.T) / 2
 
 
 def skew_matrix_exp(skew: torch.Tensor) -> torch.Tensor:
-    """exp(skew) [n, n] for a real skew-symmetric float32/float64 skew [n, n], differentiable."""
-    w, _, _ = _SkewMatrixExp.apply(skew)
+    """exp(skew) [n, n] for a real skew-symmetric float32/float64 skew [n, n], differentiable
+    (the gradient is the skew-symmetric part; see the module docstring)."""
+    w, *_ = _SkewMatrixExp.apply(skew)
     return w
