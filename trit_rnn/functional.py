@@ -6,7 +6,10 @@ from torch.nn import functional as F
 from . import dispatch
 from .autograd import checkpointed as _checkpointed_ops
 from .autograd import dense as _dense_ops
+from .autograd import projection as _projection_ops
+from .backends import cpu_gemm
 from .functional_complex import complex_dense_recurrence
+from .functional_gated import deep_transition_recurrence, gru_recurrence, lstm_recurrence  # noqa: F401 (re-exported)
 from .nonlinearity import Nonlinearity
 from .validation import (
     COMPLEX_DTYPES,
@@ -123,6 +126,28 @@ def dense_recurrence(
         pre, None, None, weight_hh, h0, act_bias, nl.value, chosen, checkpoint_every
     )
     return outputs, h_n
+
+
+def input_projection(x, weight, bias=None):
+    """x [..., I] @ weight^T + bias: a layer's input projection for all steps at once, [..., N].
+
+    Equal to torch.nn.functional.linear; on a CPU whose oneDNN runs the dtype (float32, bfloat16)
+    its forward and both gradients are oneDNN GEMMs (trit_rnn/backends/cpu_gemm.py), else it is
+    F.linear itself."""
+    check_tensor(x, "x")
+    check_tensor(weight, "weight", ndim=2)
+    if x.dim() < 1 or x.shape[-1] != weight.shape[1]:
+        raise ValueError(
+            f"x's last dimension must be weight's input size {weight.shape[1]}; got shape {tuple(x.shape)}"
+        )
+    check_same(weight, "weight", x, "x")
+    if bias is not None:
+        check_tensor(bias, "bias", ndim=1)
+        check_shape(bias, "bias", (weight.shape[0],), "one per output feature of weight [N, I]")
+        check_same(bias, "bias", x, "x")
+    if cpu_gemm.onednn_runs(x) and x.numel() > 0:
+        return _projection_ops.input_projection_op(x, weight, bias)
+    return F.linear(x, weight, bias)
 
 
 def dense_rnn(

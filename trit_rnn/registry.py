@@ -174,6 +174,45 @@ for _name, _class_name, _description in (
     )
 
 
+def _module(class_name, **fixed):
+    def build(input_size, hidden_size, *, backend, device=None, dtype=None, **options):
+        from . import modules
+
+        cls = getattr(modules, class_name)
+        return cls(input_size, hidden_size, backend=backend, device=device, dtype=dtype, **fixed, **options)
+
+    return build
+
+
+for _name, _class_name, _family, _description in (
+    ("gru", "GRU", "gated", "trit_rnn.GRU: drop-in torch.nn.GRU on the fused gated recurrence"),
+    ("lstm", "LSTM", "gated", "trit_rnn.LSTM: drop-in torch.nn.LSTM on the fused gated recurrence"),
+    (
+        "goru",
+        "GORU",
+        "gated",
+        "trit_rnn.GORU: GRU with an orthogonal (FFT-style EUNN) candidate path, modReLU",
+    ),
+    (
+        "deep_transition",
+        "DeepTransitionRNN",
+        "deep",
+        "trit_rnn.DeepTransitionRNN: DT(S)-RNN, a 2-layer tanh transition with the shortcut",
+    ),
+):
+    register(
+        CellSpec(
+            _name,
+            _description,
+            "ours",
+            _module(_class_name),
+            OURS_BACKENDS,
+            OURS_BACKEND_DEVICES,
+            kernel_family=_family,
+        )
+    )
+
+
 # --------------------------------------------------------------------------------------------
 # peers: what a user would pick instead
 

@@ -1,5 +1,8 @@
+from .deep_transition import DeepTransitionRNN
 from .eunn import EUNN
 from .full_capacity_urnn import FullCapacityURNN
+from .gated import GRU, LSTM
+from .goru import GORU
 from .kru import KRU
 from .orthogonal import OrthogonalRNN
 from .stacked import StackedRecurrence
@@ -14,4 +17,8 @@ __all__ = [
     "FullCapacityURNN",
     "EUNN",
     "KRU",
+    "LSTM",
+    "GRU",
+    "GORU",
+    "DeepTransitionRNN",
 ]

@@ -3,18 +3,27 @@ batch_first, unbatched), initial states, stacked layers and bidirectional direct
 
 A subclass owns the parameters of each (layer, direction) and implements `_run_direction`, which
 maps one direction's input [T, B, I] and initial state [B, H] to (outputs [T, B, H], h_n [B, H]).
+A cell with several states (the LSTM's h and c) sets `state_names`: hx is then a tuple of one
+[L*D, B, H] tensor per state, `_run_direction` takes and returns tuples of [B, H] states, and the
+module returns the tuple of their finals. `dropout` > 0 drops out every layer's output but the
+last's in training, as torch.nn.RNN/LSTM/GRU.
 Cells whose state is not what they output (a complex state read out as [Re h, Im h]) override
 `direction_features`, `_direction_output` and `state_dtype`.
 """
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from ..validation import check_positive_int, check_tensor, describe
 
 
 class StackedRecurrence(nn.Module):
-    def __init__(self, input_size, hidden_size, num_layers=1, *, batch_first=False, bidirectional=False):
+    state_names: tuple[str, ...] = ("h_0",)
+
+    def __init__(
+        self, input_size, hidden_size, num_layers=1, *, batch_first=False, bidirectional=False, dropout=0.0
+    ):
         super().__init__()
         self.input_size = check_positive_int(input_size, "input_size")
         self.hidden_size = check_positive_int(hidden_size, "hidden_size")
@@ -26,6 +35,9 @@ class StackedRecurrence(nn.Module):
         self.batch_first = batch_first
         self.bidirectional = bidirectional
         self.num_directions = 2 if bidirectional else 1
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout <= 1:
+            raise ValueError(f"dropout must be a probability in [0, 1]; got {dropout!r}")
+        self.dropout = float(dropout)
 
     def direction_features(self) -> int:
         """Features one direction passes to the next layer (the next layer's input has this many per
@@ -78,53 +90,77 @@ class StackedRecurrence(nn.Module):
             raise ValueError(f"input must have at least one time step; got {describe(input)}")
         return input, batched
 
-    def _prepare_hx(self, hx, batch: int, batched: bool, input: torch.Tensor):
+    def _prepare_states(self, hx, batch: int, batched: bool, input: torch.Tensor):
+        """hx -> a tuple of one [L*D, B, H] tensor per state (None: zeros), checked."""
+        if len(self.state_names) == 1:
+            return (self._prepare_hx(hx, batch, batched, input),)
+        if hx is None:
+            return (None,) * len(self.state_names)
+        if not isinstance(hx, tuple) or len(hx) != len(self.state_names):
+            raise TypeError(
+                f"hx must be None or a tuple ({', '.join(self.state_names)}); got {type(hx).__name__}"
+            )
+        return tuple(
+            self._prepare_hx(state, batch, batched, input, f"hx[{k}] ({name})")
+            for k, (name, state) in enumerate(zip(self.state_names, hx, strict=True))
+        )
+
+    def _prepare_hx(self, hx, batch: int, batched: bool, input: torch.Tensor, argument: str = "hx"):
         if hx is None:
             return None
-        check_tensor(hx, "hx", dtypes=None)
+        check_tensor(hx, argument, dtypes=None)
         expected = (self.num_layers * self.num_directions, batch, self.hidden_size)
         if not batched:
             if hx.dim() != 2:
-                raise ValueError(f"hx must be 2-D {expected[::2]} for unbatched input; got {describe(hx)}")
+                raise ValueError(
+                    f"{argument} must be 2-D {expected[::2]} for unbatched input; got {describe(hx)}"
+                )
             hx = hx.unsqueeze(1)
         if tuple(hx.shape) != expected:
             raise ValueError(
-                f"hx must have shape {expected} (num_layers * num_directions, batch, hidden_size); got {describe(hx)}"
+                f"{argument} must have shape {expected} (num_layers * num_directions, batch, hidden_size); got {describe(hx)}"
             )
         if hx.device != input.device:
-            raise ValueError(f"hx must be on the same device as input ({input.device}); got {hx.device}")
+            raise ValueError(
+                f"{argument} must be on the same device as input ({input.device}); got {hx.device}"
+            )
         state_dtype = self.state_dtype(input.dtype)
         if hx.dtype != state_dtype:
             raise TypeError(
-                f"hx must have dtype {state_dtype} (the state of {input.dtype} input); got {hx.dtype}"
+                f"{argument} must have dtype {state_dtype} (the state of {input.dtype} input); got {hx.dtype}"
             )
         return hx
 
     def forward(self, input, hx=None):
         """input [T, B, I] (or [B, T, I] with batch_first, or unbatched [T, I]); hx
-        [num_layers * num_directions, B, H] or None. Returns (output [T, B, D*F], h_n [L*D, B, H])
-        in the input's layout; F = H unless a subclass's `_direction_output` says otherwise."""
+        [num_layers * num_directions, B, H] or None (a tuple of them for several states). Returns
+        (output [T, B, D*F], h_n [L*D, B, H]) in the input's layout, h_n a tuple for several states;
+        F = H unless a subclass's `_direction_output` says otherwise."""
         x, batched = self._prepare_input(input)
-        hx = self._prepare_hx(hx, x.shape[1], batched, x)
+        states = self._prepare_states(hx, x.shape[1], batched, x)
+        single = len(self.state_names) == 1
         finals = []
         last_layer = self.num_layers - 1
         for layer in range(self.num_layers):
             outs = []
             for direction in range(self.num_directions):
                 index = layer * self.num_directions + direction
-                h0 = hx[index] if hx is not None else None
+                initial = tuple(s[index] if s is not None else None for s in states)
                 xd = x if direction == 0 else x.flip(0)
-                out, h_n = self._run_direction(layer, direction, xd, h0)
+                out, final = self._run_direction(layer, direction, xd, initial[0] if single else initial)
                 out = self._direction_output(out, layer == last_layer)
                 outs.append(out if direction == 0 else out.flip(0))
-                finals.append(h_n)
+                finals.append((final,) if single else final)
             x = outs[0] if len(outs) == 1 else torch.cat(outs, dim=-1)
-        h_n = torch.stack(finals)
+            if self.dropout > 0 and self.training and layer < last_layer:
+                x = F.dropout(x, self.dropout, training=True)
+        final_states = tuple(torch.stack(component) for component in zip(*finals, strict=True))
         if not batched:
-            return x.squeeze(1), h_n.squeeze(1)
-        if self.batch_first:
+            final_states = tuple(s.squeeze(1) for s in final_states)
+            x = x.squeeze(1)
+        elif self.batch_first:
             x = x.transpose(0, 1)
-        return x, h_n
+        return x, final_states[0] if single else final_states
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"
@@ -134,4 +170,6 @@ class StackedRecurrence(nn.Module):
             s += ", batch_first=True"
         if self.bidirectional:
             s += ", bidirectional=True"
+        if self.dropout:
+            s += f", dropout={self.dropout}"
         return s

@@ -1,0 +1,254 @@
+"""The pure-PyTorch backend of the gated recurrences (LSTM, GRU), and the contract every gated
+backend (this one, kernels/gated/launch.py) implements with the same signatures.
+
+Contract
+--------
+Gate layout and equations are torch.nn.LSTM's and torch.nn.GRU's (cuDNN's), so that their
+state_dicts load unchanged. Storage dtype float32/float64/bfloat16/float16; the state and every
+accumulation are compute_dtype (float64 for float64, else float32). All returned tensors are new.
+
+LSTM, G = 4 blocks (i, f, g, o) of H columns:
+    a_t = pre_t + h_{t-1} @ weight_hh^T                 pre [T, B, 4H] holds x W_ih^T + b_ih + b_hh
+    i, f, o = sigmoid(a_i, a_f, a_o),  g = tanh(a_g)
+    c_t = f * c_{t-1} + i * g,         h_t = o * tanh(c_t)
+
+lstm_forward(pre, weight_hh, h0, c0) -> (outputs, h_n, c_n, gates, cells)
+    weight_hh [4H, H]; h0, c0 [B, H] or None (zeros). outputs [T, B, H] = h_1..h_T and h_n, c_n
+    [B, H] in pre's dtype; gates [T, B, 4H] = (i, f, g, o) after their activations and cells
+    [T, B, H] = c_1..c_T, in compute_dtype (what the backward reads).
+lstm_backward(grad_out, grad_hn, grad_cn, outputs, gates, cells, h0, c0, weight_hh)
+        -> (d_gates, dh0, dc0)
+    grad_out [T, B, H] (never None), grad_hn / grad_cn [B, H] or None. d_gates [T, B, 4H] is the
+    gradient of a_t (so of pre), dh0 / dc0 [B, H], all in compute_dtype:
+        dh_t = grad_out_t + d_gates_{t+1} @ weight_hh   (dh_T = grad_out_T + grad_hn)
+        dc_t = dc_{t+1} * f_{t+1} + dh_t * o (1 - tanh(c_t)^2)   (dc_T's first term is grad_cn)
+        d a_i = dc_t g i (1 - i),  d a_f = dc_t c_{t-1} f (1 - f),  d a_g = dc_t i (1 - g^2),
+        d a_o = dh_t tanh(c_t) o (1 - o)
+        dh0 = d_gates_1 @ weight_hh,  dc0 = dc_1 * f_1
+
+GRU, G = 3 blocks (r, z, n); GORU is the same recurrence with a modReLU candidate:
+    q_t = h_{t-1} @ weight_hh^T + bias_hh               pre [T, B, 3H] holds x W_ih^T + b_ih
+    r, z = sigmoid(pre_r + q_r, pre_z + q_z),  n = f(a_n),  a_n = pre_n + r * q_n
+    h_t = (1 - z) * n + z * h_{t-1}
+    f = "tanh" (GRU) or "modrelu" (GORU: sign(a) relu(|a| + act_bias), act_bias [H]); "relu" and
+    "identity" work too.
+
+gru_forward(pre, weight_hh, bias_hh, h0, act_bias, nonlinearity) -> (outputs, h_n, gates, hidden_n)
+    weight_hh [3H, H], bias_hh [3H] or None, act_bias [H] (modReLU only) or None. gates [T, B, 3H] =
+    (r, z, n) after their activations and hidden_n [T, B, H] = q_n (the recurrent part of the
+    candidate, bias included), compute_dtype.
+gru_backward(grad_out, grad_hn, outputs, gates, hidden_n, h0, weight_hh, nonlinearity)
+        -> (d_pre, d_hidden, dh0)
+    d_pre [T, B, 3H] is the gradient of pre and d_hidden [T, B, 3H] that of q (they differ in the
+    n block only: d q_n = d a_n * r), dh0 [B, H], in compute_dtype:
+        d a_n = dh_t (1 - z) f'(a_n),  d a_z = dh_t (h_{t-1} - n) z (1 - z),
+        f' from n alone: 1 - n^2 (tanh), [n != 0] (relu, modReLU: 1 where the unit is active), 1
+        (identity),
+        d a_r = d a_n q_n r (1 - r)
+        dh_{t-1} = grad_out_{t-1} + dh_t * z + d_hidden_t @ weight_hh,  dh0 likewise at t = 1
+
+What the caller (trit_rnn/autograd/gated.py) computes in bulk, not the backend:
+    d weight_hh = sum_t d_{gates or hidden}_t^T h_{t-1} (one GEMM), d bias_hh = sum of d_hidden,
+    d act_bias = sum of d a_n sign(n) (modReLU: dn/db = sign(a) where active, and d a_n is 0 where not).
+
+This backend
+------------
+No autograd over a loop: per step one GEMM (oneDNN on the CPU where it runs, see cpu_gemm.py) and
+a few in-place pointwise ops on views of one [B, G*H] row. tanh is 2 sigmoid(2x) - 1 with the factor 2 folded exactly into the g (n) columns
+of pre and weight_hh, so one sigmoid covers every gate (a float32 tanh on the CPU costs about 5x a
+sigmoid at these sizes). The backward computes every coefficient that does not depend on the
+carried gradient in bulk, a chunk of steps at a time, then walks the chunk with one addmm and four
+or five pointwise ops per step.
+"""
+
+import torch
+
+from ..nonlinearity import Nonlinearity
+from .cpu_gemm import StepGemm
+from .torch_dense import compute_dtype
+
+# Backward chunk: the coefficients of this many (step, batch, unit) elements at once, so that their
+# bulk elementwise passes stay in cache.
+_CHUNK_ELEMENTS = 1 << 17
+
+
+def _chunks(T: int, B: int, H: int):
+    """(start, stop) pairs covering 0..T from the end, each a few hundred KB of [L, B, H]."""
+    length = max(1, _CHUNK_ELEMENTS // (B * H))
+    for stop in range(T, 0, -length):
+        yield max(0, stop - length), stop
+
+
+def _tanh_from_sigmoid_(x: torch.Tensor) -> torch.Tensor:
+    """x <- 2 x - 1 in place: tanh(a) from sigmoid(2a)."""
+    return x.mul_(2).sub_(1)
+
+
+def _initial(state, B, H, dtype, device) -> torch.Tensor:
+    return state.to(dtype) if state is not None else torch.zeros((B, H), dtype=dtype, device=device)
+
+
+def _copy(x: torch.Tensor, block: int, num_blocks: int, dtype, dim: int = -1) -> torch.Tensor:
+    """A compute-dtype copy of x (the signature of _doubled_block, doubling nothing)."""
+    return x.to(dtype, memory_format=torch.contiguous_format, copy=True)
+
+
+def _doubled_block(x: torch.Tensor, block: int, num_blocks: int, dtype, dim: int = -1) -> torch.Tensor:
+    """A compute-dtype copy of x whose `block`-th of `num_blocks` blocks along `dim` is doubled."""
+    out = x.to(dtype, memory_format=torch.contiguous_format, copy=True)
+    size = x.shape[dim] // num_blocks
+    out.narrow(dim, block * size, size).mul_(2)
+    return out
+
+
+def lstm_forward(pre, weight_hh, h0, c0):
+    """The LSTM forward of the contract above."""
+    T, B, G = pre.shape
+    H = G // 4
+    dtype = compute_dtype(pre.dtype)
+    gates = _doubled_block(pre, 2, 4, dtype)  # [T, B, 4H]: pre with a_g doubled, then the gates
+    gemm = StepGemm(_doubled_block(weight_hh, 2, 4, dtype, dim=0), B)  # h @ W^T, a_g doubled
+    cells = torch.empty((T, B, H), dtype=dtype, device=pre.device)
+    outputs = torch.empty((T, B, H), dtype=dtype, device=pre.device)
+    h = _initial(h0, B, H, dtype, pre.device)
+    c = _initial(c0, B, H, dtype, pre.device)
+    for a, c_t, h_t in zip(gates.unbind(0), cells.unbind(0), outputs.unbind(0), strict=True):
+        torch.sigmoid(gemm(h, a), out=a)
+        i, f, g, o = a.split(H, dim=1)
+        _tanh_from_sigmoid_(g)
+        torch.mul(f, c, out=c_t).addcmul_(i, g)
+        torch.mul(c_t, 2, out=h_t).sigmoid_()
+        _tanh_from_sigmoid_(h_t).mul_(o)
+        h, c = h_t, c_t
+    return outputs.to(pre.dtype), h.to(pre.dtype, copy=True), c.to(pre.dtype, copy=True), gates, cells
+
+
+def _lstm_coefficients(gates, cells, c_first):
+    """For steps [L] of a chunk: k_gates [L, B, 4H] with d a = k_gates * (dc, dc, dc, dh) and
+    k_cell [L, B, H] with dc += dh * k_cell. c_first [B, H] is the cell state before the chunk."""
+    i, f, g, o = gates.split(gates.shape[-1] // 4, dim=-1)
+    tanh_c = torch.tanh(cells)
+    c_prev = torch.cat([c_first.unsqueeze(0), cells[:-1]])
+    k_gates = torch.cat(
+        [g * i * (1 - i), c_prev * f * (1 - f), i * (1 - g * g), tanh_c * o * (1 - o)], dim=-1
+    )
+    k_cell = o * (1 - tanh_c * tanh_c)
+    return k_gates, k_cell
+
+
+def lstm_backward(grad_out, grad_hn, grad_cn, outputs, gates, cells, h0, c0, weight_hh):
+    """The LSTM backward of the contract above."""
+    T, B, H = outputs.shape
+    dtype = gates.dtype
+    w = weight_hh.to(dtype)  # [4H, H]
+    gemm = StepGemm(w.t(), B)  # d_gates @ W
+    grad_steps = grad_out.to(dtype).unbind(0)
+    d_gates = torch.empty((T, B, 4 * H), dtype=dtype, device=gates.device)
+    dc = _initial(grad_cn, B, H, dtype, gates.device).clone()
+    c0 = _initial(c0, B, H, dtype, gates.device)
+    dh = grad_steps[T - 1] if grad_hn is None else grad_steps[T - 1] + grad_hn.to(dtype)
+    for start, stop in _chunks(T, B, H):
+        c_first = cells[start - 1] if start > 0 else c0
+        k_gates, k_cell = _lstm_coefficients(gates[start:stop], cells[start:stop], c_first)
+        for t in range(stop - 1, start - 1, -1):
+            if t < T - 1:
+                dh = gemm(d_gates[t + 1], grad_steps[t])
+                dc.mul_(gates[t + 1, :, H : 2 * H])
+            dc.addcmul_(dh, k_cell[t - start])
+            k = k_gates[t - start]
+            d = d_gates[t]
+            torch.mul(k[:, : 3 * H].view(B, 3, H), dc.unsqueeze(1), out=d[:, : 3 * H].view(B, 3, H))
+            torch.mul(k[:, 3 * H :], dh, out=d[:, 3 * H :])
+    return d_gates, d_gates[0] @ w, dc * gates[0, :, H : 2 * H]
+
+
+def _candidate_(a: torch.Tensor, nonlinearity: Nonlinearity, act_bias, scratch) -> None:
+    """a <- f(a) in place for the candidate; tanh takes a doubled a (see the module docstring)."""
+    if nonlinearity is Nonlinearity.TANH:
+        _tanh_from_sigmoid_(a.sigmoid_())
+    elif nonlinearity is Nonlinearity.RELU:
+        a.relu_()
+    elif nonlinearity is Nonlinearity.MODRELU:
+        torch.abs(a, out=scratch).add_(act_bias).relu_()
+        a.sign_().mul_(scratch)
+
+
+def gru_forward(pre, weight_hh, bias_hh, h0, act_bias=None, nonlinearity="tanh"):
+    """The GRU (and GORU) forward of the contract above."""
+    nonlinearity = Nonlinearity(nonlinearity)
+    T, B, G = pre.shape
+    H = G // 3
+    dtype = compute_dtype(pre.dtype)
+    # tanh doubles the candidate's block of pre, weight_hh and bias_hh (exact) for 2 sigmoid(2a) - 1
+    double = _doubled_block if nonlinearity is Nonlinearity.TANH else _copy
+    pre_c = double(pre, 2, 3, dtype)  # [T, B, 3H]
+    bias = double(bias_hh, 2, 3, dtype) if bias_hh is not None else None
+    gemm = StepGemm(double(weight_hh, 2, 3, dtype, dim=0), B, bias)  # q
+    act = act_bias.to(dtype) if act_bias is not None else None
+    gates = torch.empty((T, B, G), dtype=dtype, device=pre.device)
+    hidden_n = torch.empty((T, B, H), dtype=dtype, device=pre.device)
+    outputs = torch.empty((T, B, H), dtype=dtype, device=pre.device)
+    scratch = torch.empty((B, H), dtype=dtype, device=pre.device)
+    h = _initial(h0, B, H, dtype, pre.device)
+    for p, a, q_n, h_t in zip(pre_c.unbind(0), gates.unbind(0), hidden_n.unbind(0), outputs.unbind(0), strict=True):  # fmt: skip
+        q = gemm(h)  # [B, 3H]
+        torch.add(p[:, : 2 * H], q[:, : 2 * H], out=a[:, : 2 * H]).sigmoid_()
+        r, z, n = a.split(H, dim=1)
+        q_n.copy_(q[:, 2 * H :])
+        _candidate_(torch.addcmul(p[:, 2 * H :], r, q_n, out=n), nonlinearity, act, scratch)
+        torch.sub(h, n, out=h_t).mul_(z).add_(n)
+        h = h_t
+    if nonlinearity is Nonlinearity.TANH:
+        hidden_n.mul_(0.5)  # the doubled q_n back to q_n (exact)
+    return outputs.to(pre.dtype), h.to(pre.dtype, copy=True), gates, hidden_n
+
+
+def _candidate_derivative(n: torch.Tensor, nonlinearity: Nonlinearity) -> torch.Tensor:
+    """f'(a) [L, B, H] written from the candidate n = f(a) alone."""
+    if nonlinearity is Nonlinearity.TANH:
+        return 1 - n * n
+    if nonlinearity is Nonlinearity.IDENTITY:
+        return torch.ones_like(n)
+    return (n != 0).to(n.dtype)  # relu and modReLU: 1 where the unit is active
+
+
+def _gru_coefficients(gates, hidden_n, h_prev, nonlinearity):
+    """For steps [L] of a chunk: k_n, k_z, k_r [L, B, H] with d a_n = dh k_n, d a_z = dh k_z,
+    d a_r = d a_n k_r. h_prev [L, B, H] are the states before each step."""
+    r, z, n = gates.split(gates.shape[-1] // 3, dim=-1)
+    k_n = (1 - z) * _candidate_derivative(n, nonlinearity)
+    k_z = (h_prev - n) * z * (1 - z)
+    k_r = hidden_n * r * (1 - r)
+    return k_n, k_z, k_r
+
+
+def gru_backward(grad_out, grad_hn, outputs, gates, hidden_n, h0, weight_hh, nonlinearity="tanh"):
+    """The GRU (and GORU) backward of the contract above."""
+    nonlinearity = Nonlinearity(nonlinearity)
+    T, B, H = outputs.shape
+    dtype = gates.dtype
+    w = weight_hh.to(dtype)  # [3H, H]
+    gemm = StepGemm(w.t(), B)  # d_hidden @ W
+    states = outputs.to(dtype)
+    h0 = _initial(h0, B, H, dtype, gates.device)
+    grad_steps = grad_out.to(dtype).unbind(0)
+    zeros = torch.zeros((B, H), dtype=dtype, device=gates.device)
+    d_hidden = torch.empty((T, B, 3 * H), dtype=dtype, device=gates.device)
+    d_pre = torch.empty((T, B, 3 * H), dtype=dtype, device=gates.device)
+    dh = grad_steps[T - 1] if grad_hn is None else grad_steps[T - 1] + grad_hn.to(dtype)
+    for start, stop in _chunks(T, B, H):
+        before = (
+            states[start - 1 : stop - 1] if start > 0 else torch.cat([h0.unsqueeze(0), states[: stop - 1]])
+        )
+        k_n, k_z, k_r = _gru_coefficients(gates[start:stop], hidden_n[start:stop], before, nonlinearity)
+        for t in range(stop - 1, start - 1, -1):
+            j = t - start
+            d, p = d_hidden[t], d_pre[t]
+            d_n = torch.mul(dh, k_n[j], out=p[:, 2 * H :])
+            torch.mul(dh, k_z[j], out=p[:, H : 2 * H])
+            torch.mul(d_n, k_r[j], out=p[:, :H])
+            d[:, : 2 * H].copy_(p[:, : 2 * H])
+            torch.mul(d_n, gates[t, :, :H], out=d[:, 2 * H :])
+            carried = torch.addcmul(grad_steps[t - 1] if t > 0 else zeros, dh, gates[t, :, H : 2 * H])
+            dh = gemm(d, carried)
+    return d_pre, d_hidden, dh
