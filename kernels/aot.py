@@ -53,6 +53,8 @@ REGISTERS_PER_BLOCK = 65536  # 64 K 32-bit registers per block on sm_80 and sm_9
 _FAMILIES = [
     ("dense", ".dense.launch"),
     ("dense_complex", ".dense_complex.launch"),
+    ("gated", ".gated.launch"),
+    ("deep", ".deep.launch"),
 ]
 
 _INTERPRET_MESSAGE = (
@@ -318,12 +320,28 @@ def _error_text(exc: BaseException, limit: int = 4000) -> str:
     return text if len(text) <= limit else text[:limit] + " ...[truncated]"
 
 
-def _over_budget(module: str, target: str, dtype: str, hidden: int, config: Config) -> str | None:
-    """Why the family's static shared-memory estimate rules this config out on target, or None."""
+def _per_kernel(fn, kernel: str | None) -> dict:
+    """{"kernel": kernel} when a family's estimate function takes a `kernel` keyword (a family whose
+    kernels differ in footprint, e.g. the gated one: 4 LSTM vs 3 GRU weight blocks), else {}.
+    Without a kernel, such a function answers for the family's smallest kernel."""
+    if kernel is None:
+        return {}
+    try:
+        return {"kernel": kernel} if "kernel" in inspect.signature(fn).parameters else {}
+    except (TypeError, ValueError):
+        return {}
+
+
+def _over_budget(
+    module: str, target: str, dtype: str, hidden: int, config: Config, kernel: str | None = None
+) -> str | None:
+    """Why the family's static shared-memory estimate rules this config out on target (for one
+    kernel of the family, where the family estimates per kernel), or None."""
     estimate = getattr(import_family_module(module), "estimate_shared_bytes", None)
     if estimate is None:
         return None
-    needed, limit = estimate(hidden, dtype_from_name(dtype), config), TARGETS[target][1]
+    needed = estimate(hidden, dtype_from_name(dtype), config, **_per_kernel(estimate, kernel))
+    limit = TARGETS[target][1]
     if needed <= limit:
         return None
     return f"not compiled: static estimate of shared memory {needed} B > {limit} B limit"
@@ -364,20 +382,27 @@ def _compile_task(task: tuple) -> list[dict]:
             }
         ]
     estimate = getattr(import_family_module(module), "estimate_budget", None)
-    if estimate is not None:
-        try:
-            ok, reason = estimate(hidden, dtype_from_name(dtype), config, TARGETS[target][1])
-            base = {**base, "estimated_fit": bool(ok), "estimate": str(reason)}
-        except Exception as exc:
-            base = {**base, "estimate": f"estimate_budget failed: {_error_text(exc, 300)}"}
-    skipped = _over_budget(module, target, dtype, hidden, config) if skip_over_budget else None
     records = []
     for spec in specs:
+        spec_base = dict(base)
+        if estimate is not None:
+            try:
+                ok, reason = estimate(
+                    hidden,
+                    dtype_from_name(dtype),
+                    config,
+                    TARGETS[target][1],
+                    **_per_kernel(estimate, spec.name),
+                )
+                spec_base = {**base, "estimated_fit": bool(ok), "estimate": str(reason)}
+            except Exception as exc:
+                spec_base = {**base, "estimate": f"estimate_budget failed: {_error_text(exc, 300)}"}
+        skipped = _over_budget(module, target, dtype, hidden, config, spec.name) if skip_over_budget else None
         if skipped:
             meta = {"meta": dict(spec.meta)} if spec.meta else {}
             records.append(
                 {
-                    **base,
+                    **spec_base,
                     "kernel": spec.name,
                     "registers": None,
                     "spill_bytes": None,
@@ -402,7 +427,7 @@ def _compile_task(task: tuple) -> list[dict]:
             }
         if spec.meta:
             res["meta"] = dict(spec.meta)
-        records.append({**base, **res})
+        records.append({**spec_base, **res})
     return records
 
 

@@ -12,7 +12,8 @@ The formula (the per-step floor of shared/reference/gpu.md (the project referenc
                    MAX_WARPS_PER_SM // num_warps)
     waves    = ceil(P / (SMS * per_sm))                         each wave runs all T steps
     c_w      = ceil(P_w / SMS)                                  programs sharing one SM in wave w
-    t_math   = 2 * BLOCK_B * BLOCK_H^2 / (peak_per_sm * min(num_warps, 4) / 4)
+    t_math   = 2 * G * BLOCK_B * BLOCK_H^2 / (peak_per_sm * min(num_warps, 4) / 4)
+               G: recurrent matrices per step (1; a gated kernel's meta "gates")
                peak_per_sm: tensor-core peak (bf16/fp16, or tf32 for fp32) / SMS when the PTX has
                tensor-core instructions (tensor_core_ops > 0), else the fp32 FMA peak / SMS
     t_smem   = shared_bytes / SMEM_BYTES_PER_SECOND             the staged W (and state tile) re-read
@@ -56,10 +57,15 @@ LABEL = "H100 model, not measured"
 
 _STORAGE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 _STATE_BYTES = 4  # fp32 state for every modelled storage dtype
-# HBM traffic per batch row per step, in units of H elements: (storage reads + writes, state writes).
+# HBM traffic per batch row per step, in units of H elements: (storage reads + writes, state
+# reads + writes).
 _TRAFFIC = {
     "dense_fwd": (2, 0),  # read pre_t, write out_t
     "dense_bwd": (2, 1),  # read grad_out_t and out_t, write dz_t (state dtype)
+    "lstm_fwd": (5, 5),  # read pre_t (4H), write out_t; write gates_t (4H) and c_t
+    "lstm_bwd": (1, 9),  # read grad_out_t; read gates_t (4H), c_{t-1}, write d_gates_t (4H)
+    "gru_fwd": (4, 4),  # read pre_t (3H), write out_t; write gates_t (3H) and q_n
+    "gru_bwd": (2, 10),  # read grad_out_t, h_{t-1}; read gates_t (3H), q_n, write d_pre_t, d_q_t (3H each)
 }
 
 
@@ -99,7 +105,9 @@ def step_seconds(record: dict, batch: int) -> float | None:
 
     tensor = int(record.get("tensor_core_ops") or 0) > 0
     peak = (TENSOR_FLOPS[dtype] if tensor else FP32_FLOPS) / SMS
-    t_math = 2 * block_b * block_h**2 / (peak * min(warps, SUB_PARTITIONS) / SUB_PARTITIONS)
+    # A gated kernel (meta "gates": G recurrent matrices) does G dots per step.
+    matrices = int((record.get("meta") or {}).get("gates", 1))
+    t_math = 2 * matrices * block_b * block_h**2 / (peak * min(warps, SUB_PARTITIONS) / SUB_PARTITIONS)
     t_smem = int(record["shared_bytes"]) / SMEM_BYTES_PER_SECOND
     storage_io, state_io = _TRAFFIC.get(record["kernel"], (2, 0))
     row_bytes = int(record["hidden_size"]) * (storage_io * _STORAGE_BYTES[dtype] + state_io * _STATE_BYTES)

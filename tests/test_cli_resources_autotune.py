@@ -47,7 +47,17 @@ def test_resources_chart_and_redraw_from_its_records(tmp_path, capsys):
     assert "model us/step @B=16" in out and "not measured" in out
     assert chart.stat().st_size > 1000
     saved = json.loads(records.read_text())
-    assert {r["kernel"] for r in saved} == {"dense_fwd", "dense_bwd"}
+    # Every family that compiles for float32: dense, gated and deep (complex64 is not asked for).
+    assert {r["kernel"] for r in saved} == {
+        "dense_fwd",
+        "dense_bwd",
+        "lstm_fwd",
+        "lstm_bwd",
+        "gru_fwd",
+        "gru_bwd",
+        "deep_fwd",
+        "deep_bwd",
+    }
     assert all(r["fits"] and r["model_us_per_step"] > 0 for r in saved)
 
     again = tmp_path / "again"

@@ -60,8 +60,9 @@ def check(backend, dtype, leaves, nonlinearity):
 @pytest.mark.parametrize("depth", [1, 2, 3])
 @pytest.mark.parametrize("shape", [(1, 2, 3), (6, 3, 5)], ids=str)
 @pytest.mark.parametrize("dtype", [torch.float32, F64], ids=str)
-def test_matches_reference(dtype, shape, depth, shortcut, nonlinearity):
-    check("torch", dtype, make_leaves(*shape, depth, shortcut, with_h0=shape[0] > 1), nonlinearity)
+@pytest.mark.parametrize("backend", ["torch", "triton"])  # triton under the interpreter
+def test_matches_reference(backend, dtype, shape, depth, shortcut, nonlinearity):
+    check(backend, dtype, make_leaves(*shape, depth, shortcut, with_h0=shape[0] > 1), nonlinearity)
 
 
 def test_passes_opcheck():

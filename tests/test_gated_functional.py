@@ -12,6 +12,7 @@ from tests.tolerances import assert_close
 from trit_rnn.functional import gru_recurrence, lstm_recurrence
 
 F64 = torch.float64
+BACKENDS = ["torch", "triton"]  # triton under the interpreter (tests/conftest.py)
 SHAPES = [(1, 2, 3), (7, 3, 5), (4, 1, 8)]  # (T, B, H)
 
 
@@ -80,23 +81,37 @@ def _gru_reference(pre, w, b, h0, act_bias, nonlinearity):
 @pytest.mark.parametrize("with_states", [True, False])
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 @pytest.mark.parametrize("dtype", [torch.float32, F64], ids=str)
-def test_lstm_matches_reference(dtype, shape, with_states):
-    check("lstm", "torch", dtype, make_leaves("lstm", *shape, with_states=with_states))
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_lstm_matches_reference(backend, dtype, shape, with_states):
+    check("lstm", backend, dtype, make_leaves("lstm", *shape, with_states=with_states))
 
 
 @pytest.mark.parametrize("nonlinearity", ["tanh", "modrelu", "relu", "identity"])
 @pytest.mark.parametrize("with_states", [True, False])
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 @pytest.mark.parametrize("dtype", [torch.float32, F64], ids=str)
-def test_gru_matches_reference(dtype, shape, with_states, nonlinearity):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_gru_matches_reference(backend, dtype, shape, with_states, nonlinearity):
     leaves = make_leaves("gru", *shape, with_states=with_states, nonlinearity=nonlinearity)
-    check("gru", "torch", dtype, leaves, nonlinearity)
+    check("gru", backend, dtype, leaves, nonlinearity)
 
 
 def test_long_sequence_uses_several_backward_chunks():
     """T * B * H beyond one backward chunk (2^17 elements): the chunk seams are exact."""
     for cell in ("lstm", "gru"):
         check(cell, "torch", F64, make_leaves(cell, 300, 30, 16, with_states=True))
+
+
+def test_explicit_triton_runs_the_kernels(monkeypatch):
+    """backend="triton" on CPU tensors under the interpreter reaches kernels/gated, not a fallback."""
+    from trit_rnn.kernels.gated import launch
+
+    calls = []
+    original = launch.lstm_forward
+    monkeypatch.setattr(launch, "lstm_forward", lambda *a, **k: calls.append(1) or original(*a, **k))
+    pre, w, h0, c0 = (x.float() for x in make_leaves("lstm", 2, 2, 3, with_states=True))
+    lstm_recurrence(pre, w, h0, c0, backend="triton")
+    assert calls == [1]
 
 
 def test_gated_ops_pass_opcheck():

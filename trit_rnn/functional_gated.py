@@ -14,11 +14,12 @@ from .validation import check_same, check_shape, check_tensor
 GATES = {"lstm": 4, "gru": 3}
 
 
-def _gated_supports(cell: str, hidden_size: int, dtype: torch.dtype, device: torch.device):
+def _gated_supports(cell: str, hidden_size: int, dtype: torch.dtype, device: torch.device, **shape):
+    """The kernel family's verdict; `shape` carries the deep transition's depth and shortcut."""
     if cell == "deep_transition":
         from .kernels.deep import launch
 
-        return launch.supports(hidden_size, dtype, device)
+        return launch.supports(hidden_size, dtype, device, **shape)
     from .kernels.gated import launch
 
     return launch.supports(hidden_size, dtype, device, cell)
@@ -52,10 +53,10 @@ def _check_gated(cell: str, pre, weight_hh, states: dict) -> int:
     return H
 
 
-def _choose_backend(cell: str, backend: str, pre: torch.Tensor, H: int) -> str:
+def _choose_backend(cell: str, backend: str, pre: torch.Tensor, H: int, **shape) -> str:
     dispatch.parse_backend(backend)
     chosen, reason = dispatch.resolve_backend(
-        backend, pre.device, lambda: _gated_supports(cell, H, pre.dtype, pre.device)
+        backend, pre.device, lambda: _gated_supports(cell, H, pre.dtype, pre.device, **shape)
     )
     dispatch.log_choice(f"{cell}_recurrence", backend, chosen, reason)
     return chosen
@@ -166,7 +167,9 @@ def deep_transition_recurrence(
     if nl not in DEEP_NONLINEARITIES:
         allowed = ", ".join(repr(n.value) for n in DEEP_NONLINEARITIES)
         raise ValueError(f"nonlinearity must be one of {allowed} for the deep transition; got {nl.value!r}")
-    chosen = _choose_backend("deep_transition", backend, pre, H)
+    chosen = _choose_backend(
+        "deep_transition", backend, pre, H, depth=depth_minus_one + 1, shortcut=width == 2 * H
+    )
     outputs, h_n, _ = _deep_ops.deep_recurrence_op(
         pre, weight_hh, weights_deep, biases_deep, h0, nl.value, chosen
     )

@@ -272,6 +272,30 @@ def test_complex_dense_kernels_fit_sm90_without_spills():
             assert r["shared_bytes"] >= 2 * hidden * hidden * 4, _ok(r)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "dtype,hidden", [(torch.bfloat16, 128), (torch.float32, 64)], ids=["bf16-H128", "fp32-H64"]
+)
+def test_gated_kernels_fit_sm90_without_spills(dtype, hidden):
+    """The LSTM and GRU kernels (forward and backward) at BLOCK_B=16 with 8 warps compile for sm_90
+    without spills within the shared-memory limit, with all G weight blocks on chip."""
+    records = aot.collect_in_subprocess(
+        "sm_90", [hidden], [dtype], configs=[Config(16, 8, 1)], families=["gated"]
+    )
+    print("\n" + aot.format_table(records))
+    assert {r["family"] for r in records} == {"gated"}
+    errors = [r for r in records if r.get("error")]
+    assert not errors, "\n".join(f"{r['kernel']}: {r['error']}" for r in errors)
+    assert sorted(r["kernel"] for r in records) == ["gru_bwd", "gru_fwd", "lstm_bwd", "lstm_fwd"]
+    for r in records:
+        gates = 4 if r["kernel"].startswith("lstm") else 3
+        assert 0 < r["registers"] <= aot.MAX_REGISTERS_PER_THREAD, _ok(r)
+        assert r["spill_bytes"] == 0 and r["spill_loads"] == 0 and r["fits"], _ok(r)
+        assert 0 < r["shared_bytes"] <= aot.TARGETS["sm_90"][1], _ok(r)
+        # Every gate block of W is staged: G * BLOCK_H^2 storage elements at least.
+        assert r["shared_bytes"] >= gates * hidden * hidden * dtype.itemsize, _ok(r)
+
+
 COMPILE_COMPLEX_VARIANTS = """
 import json, torch
 from trit_rnn.kernels import aot

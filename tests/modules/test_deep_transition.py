@@ -46,10 +46,11 @@ def reference(model, x, h0):
     ],
     ids=str,
 )
-def test_matches_float64_equations(options):
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+def test_matches_float64_equations(options, backend):
     T, B, IN, H = 5, 3, 4, 6
     torch.manual_seed(0)
-    model = DeepTransitionRNN(IN, H, backend="torch", **options)
+    model = DeepTransitionRNN(IN, H, backend=backend, **options)
     ref_model = DeepTransitionRNN(IN, H, dtype=F64, **options)
     ref_model.load_state_dict({k: v.double() for k, v in model.state_dict().items()})
     g = torch.Generator().manual_seed(1)

@@ -73,7 +73,7 @@ def test_loaded_state_dict_matches_torch(cell, layout, backend_under_test):
         assert_close(a, b, F32, f"{cell} grad {name}")
 
 
-@pytest.fixture(params=["torch"])
+@pytest.fixture(params=["torch", "triton"])
 def backend_under_test(request):
     return request.param
 

@@ -41,8 +41,9 @@ def spread_parameters(model, seed):
         model.act_bias_l0.uniform_(-0.3, 0.1, generator=g)
 
 
+@pytest.mark.parametrize("backend", ["torch", "triton"])
 @pytest.mark.parametrize("orthogonal", ["eunn_fft", "eunn", "exp", "cayley", "householder"])
-def test_matches_float64_equations(orthogonal, backend="torch"):
+def test_matches_float64_equations(orthogonal, backend):
     T, B, IN, H = 6, 3, 4, 8
     torch.manual_seed(0)
     model = GORU(IN, H, orthogonal=orthogonal, backend=backend)

@@ -78,6 +78,7 @@ def _setup_context(ctx, inputs, output):
     pre, weight_hh, weights_deep, biases_deep, h0, nonlinearity, backend = inputs
     outputs, _, layers = output
     ctx.mark_non_differentiable(layers)
+    ctx.set_materialize_grads(False)  # no [D-1, T, B, H] zeros for the layers' gradients
     ctx.save_for_backward(outputs, layers, h0, weight_hh, weights_deep, biases_deep)
     ctx.nonlinearity = nonlinearity
     ctx.backend = backend

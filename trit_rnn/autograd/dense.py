@@ -10,7 +10,7 @@ GEMM or a reduction over all steps at once, done here in PyTorch so that torch.c
 
 import torch
 
-from ..backends import torch_dense
+from ..backends import cpu_gemm, torch_dense
 
 
 def backend_impl(backend: str):
@@ -83,7 +83,7 @@ def _backward(ctx, grad_out, grad_hn):
     if needs_weight:
         states = outputs.to(dz.dtype)
         # [H, H] = dz[1:]^T @ h[:-1] over all (t, b) rows in one GEMM, plus the h0 term.
-        d_weight = dz[1:].flatten(0, 1).T @ states[:-1].flatten(0, 1)
+        d_weight = cpu_gemm.linear_weight_grad(dz[1:].flatten(0, 1), states[:-1].flatten(0, 1))
         if h0 is not None:
             d_weight = d_weight.addmm_(dz[0].T, h0.to(dz.dtype))
         d_weight = d_weight.to(weight_hh.dtype)

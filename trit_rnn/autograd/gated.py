@@ -11,7 +11,7 @@ gradients are GEMMs and sums over all steps at once, done here in PyTorch:
 
 import torch
 
-from ..backends import torch_gated
+from ..backends import cpu_gemm, torch_gated
 from ..backends.torch_dense import compute_dtype
 
 
@@ -34,7 +34,7 @@ def _states_before(
 def _weight_grad(d: torch.Tensor, outputs: torch.Tensor, h0: torch.Tensor | None) -> torch.Tensor:
     """sum_t d_t^T h_{t-1} [G*H, H] in one GEMM over all (t, b) rows, plus the h0 term."""
     states, h0 = _states_before(outputs, h0, d.dtype)
-    grad = d[1:].flatten(0, 1).T @ states.flatten(0, 1)
+    grad = cpu_gemm.linear_weight_grad(d[1:].flatten(0, 1), states.flatten(0, 1))
     if h0 is not None:
         grad = grad.addmm_(d[0].T, h0)
     return grad
@@ -101,6 +101,7 @@ def _lstm_setup_context(ctx, inputs, output):
     pre, weight_hh, h0, c0, backend = inputs
     outputs, _, _, gates, cells = output
     ctx.mark_non_differentiable(gates, cells)
+    ctx.set_materialize_grads(False)  # no [T, B, 4H] zeros for the saved activations' gradients
     ctx.save_for_backward(outputs, gates, cells, h0, c0, weight_hh)
     ctx.backend = backend
     ctx.pre_dtype = pre.dtype
@@ -179,6 +180,7 @@ def _gru_setup_context(ctx, inputs, output):
     pre, weight_hh, bias_hh, h0, act_bias, nonlinearity, backend = inputs
     outputs, _, gates, hidden_n = output
     ctx.mark_non_differentiable(gates, hidden_n)
+    ctx.set_materialize_grads(False)  # no [T, B, 3H] zeros for the saved activations' gradients
     ctx.save_for_backward(outputs, gates, hidden_n, h0, weight_hh, bias_hh, act_bias)
     ctx.nonlinearity = nonlinearity
     ctx.backend = backend

@@ -6,8 +6,8 @@ where oneDNN's linear reaches 136 (with the weight pre-packed) and 204 GFLOP/s. 
 CPU path is oneDNN's fused LSTM, so a recurrence on MKL GEMMs starts 1.6-2.4x behind it.
 
 `StepGemm(weight, batch, bias)` packs a weight [N, K] once per call of a backend; calling it with
-x [B, K] returns x @ weight^T + bias + other ([B, N], a new tensor). The bulk GEMMs around the
-loop stay torch's: measured, oneDNN gains only 1.1x on the weight gradient's long reduction. The oneDNN op is torch's own
+x [B, K] returns x @ weight^T + bias + other ([B, N], a new tensor). `linear`,
+`linear_input_grad` and `linear_weight_grad` are the bulk GEMMs around the loops. The oneDNN op is torch's own
 (torch.ops.mkldnn._linear_pointwise, what inductor's CPU backend emits); where it is missing, or
 for float64 / non-CPU tensors, plain torch.addmm is used, so results never depend on its presence.
 """
@@ -48,20 +48,22 @@ class StepGemm:
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """x [M, K] @ weight^T [K, N] + bias [N] (2.3x MKL's speed at [6400, 128] x [128, 512] here)."""
-    if onednn_runs(x):
+    if onednn_runs(x) and x.numel() and weight.numel():
         return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
     return torch.nn.functional.linear(x, weight, bias)
 
 
 def linear_input_grad(grad: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """grad [M, N] @ weight [N, K]: oneDNN takes the transposed weight contiguous (2.5x MKL)."""
-    if onednn_runs(grad):
+    if onednn_runs(grad) and grad.numel() and weight.numel():
         return torch.ops.mkldnn._linear_pointwise(grad, weight.t().contiguous(), None, "none", [], "")
     return grad @ weight
 
 
 def linear_weight_grad(grad: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """grad^T [N, M] @ x [M, K], the long reduction over M (oneDNN 1.1x MKL on strided views)."""
-    if onednn_runs(grad):
+    """grad^T [N, M] @ x [M, K], a long reduction over M (the weight gradient of x W^T, and of
+    every time loop's weight: sum_t d_t^T h_{t-1}). oneDNN reads the transposed views as they are:
+    8.4 ms against MKL's 10.7 ms at [9600, 384]^T x [9600, 128] on one core (CPU time)."""
+    if onednn_runs(grad) and x.dtype == grad.dtype and grad.numel() and x.numel():
         return torch.ops.mkldnn._linear_pointwise(grad.t(), x.t(), None, "none", [], "")
-    return grad.t() @ x
+    return grad.t() @ x  # also the empty reductions (T = 1) oneDNN has no primitive for

@@ -54,11 +54,12 @@ What the caller (trit_rnn/autograd/gated.py) computes in bulk, not the backend:
 This backend
 ------------
 No autograd over a loop: per step one GEMM (oneDNN on the CPU where it runs, see cpu_gemm.py) and
-a few in-place pointwise ops on views of one [B, G*H] row. tanh is 2 sigmoid(2x) - 1 with the factor 2 folded exactly into the g (n) columns
-of pre and weight_hh, so one sigmoid covers every gate (a float32 tanh on the CPU costs about 5x a
-sigmoid at these sizes). The backward computes every coefficient that does not depend on the
-carried gradient in bulk, a chunk of steps at a time, then walks the chunk with one addmm and four
-or five pointwise ops per step.
+a few in-place pointwise ops on views of one [B, G*H] row. The loop reads pre as it is (no bulk
+copy: each step's GEMM output is fresh in cache, while a [T, ...] buffer's rows are not) and tanh
+is 2 sigmoid(2x) - 1 (a float32 tanh on the CPU costs about 5x a sigmoid at these sizes), so one
+sigmoid covers every LSTM gate after the g block is doubled. The backward computes every
+coefficient that does not depend on the carried gradient in bulk, a chunk of steps at a time, then
+walks the chunk with one GEMM and four or five pointwise ops per step.
 """
 
 import torch
@@ -88,17 +89,11 @@ def _initial(state, B, H, dtype, device) -> torch.Tensor:
     return state.to(dtype) if state is not None else torch.zeros((B, H), dtype=dtype, device=device)
 
 
-def _copy(x: torch.Tensor, block: int, num_blocks: int, dtype, dim: int = -1) -> torch.Tensor:
-    """A compute-dtype copy of x (the signature of _doubled_block, doubling nothing)."""
-    return x.to(dtype, memory_format=torch.contiguous_format, copy=True)
-
-
-def _doubled_block(x: torch.Tensor, block: int, num_blocks: int, dtype, dim: int = -1) -> torch.Tensor:
-    """A compute-dtype copy of x whose `block`-th of `num_blocks` blocks along `dim` is doubled."""
-    out = x.to(dtype, memory_format=torch.contiguous_format, copy=True)
-    size = x.shape[dim] // num_blocks
-    out.narrow(dim, block * size, size).mul_(2)
-    return out
+def _steps_of(pre: torch.Tensor, dtype) -> torch.Tensor:
+    """pre itself when the loop can read it as is, else a contiguous compute-dtype copy."""
+    if pre.dtype == dtype and pre.is_contiguous():
+        return pre
+    return pre.to(dtype, memory_format=torch.contiguous_format)
 
 
 def lstm_forward(pre, weight_hh, h0, c0):
@@ -106,15 +101,19 @@ def lstm_forward(pre, weight_hh, h0, c0):
     T, B, G = pre.shape
     H = G // 4
     dtype = compute_dtype(pre.dtype)
-    gates = _doubled_block(pre, 2, 4, dtype)  # [T, B, 4H]: pre with a_g doubled, then the gates
-    gemm = StepGemm(_doubled_block(weight_hh, 2, 4, dtype, dim=0), B)  # h @ W^T, a_g doubled
+    gemm = StepGemm(weight_hh.to(dtype), B)  # pre_t + h @ W^T
+    gates = torch.empty((T, B, G), dtype=dtype, device=pre.device)
     cells = torch.empty((T, B, H), dtype=dtype, device=pre.device)
     outputs = torch.empty((T, B, H), dtype=dtype, device=pre.device)
     h = _initial(h0, B, H, dtype, pre.device)
     c = _initial(c0, B, H, dtype, pre.device)
-    for a, c_t, h_t in zip(gates.unbind(0), cells.unbind(0), outputs.unbind(0), strict=True):
-        torch.sigmoid(gemm(h, a), out=a)
-        i, f, g, o = a.split(H, dim=1)
+    steps = zip(
+        _steps_of(pre, dtype).unbind(0), gates.unbind(0), cells.unbind(0), outputs.unbind(0), strict=True
+    )
+    for p, a, c_t, h_t in steps:
+        z = gemm(h, p)  # [B, 4H], fresh: in cache, unlike the rows of the [T, ...] buffers
+        z[:, 2 * H : 3 * H].mul_(2)
+        i, f, g, o = torch.sigmoid(z, out=a).split(H, dim=1)
         _tanh_from_sigmoid_(g)
         torch.mul(f, c, out=c_t).addcmul_(i, g)
         torch.mul(c_t, 2, out=h_t).sigmoid_()
@@ -163,9 +162,9 @@ def lstm_backward(grad_out, grad_hn, grad_cn, outputs, gates, cells, h0, c0, wei
 
 
 def _candidate_(a: torch.Tensor, nonlinearity: Nonlinearity, act_bias, scratch) -> None:
-    """a <- f(a) in place for the candidate; tanh takes a doubled a (see the module docstring)."""
+    """a <- f(a) in place for the candidate."""
     if nonlinearity is Nonlinearity.TANH:
-        _tanh_from_sigmoid_(a.sigmoid_())
+        _tanh_from_sigmoid_(a.mul_(2).sigmoid_())
     elif nonlinearity is Nonlinearity.RELU:
         a.relu_()
     elif nonlinearity is Nonlinearity.MODRELU:
@@ -179,18 +178,18 @@ def gru_forward(pre, weight_hh, bias_hh, h0, act_bias=None, nonlinearity="tanh")
     T, B, G = pre.shape
     H = G // 3
     dtype = compute_dtype(pre.dtype)
-    # tanh doubles the candidate's block of pre, weight_hh and bias_hh (exact) for 2 sigmoid(2a) - 1
-    double = _doubled_block if nonlinearity is Nonlinearity.TANH else _copy
-    pre_c = double(pre, 2, 3, dtype)  # [T, B, 3H]
-    bias = double(bias_hh, 2, 3, dtype) if bias_hh is not None else None
-    gemm = StepGemm(double(weight_hh, 2, 3, dtype, dim=0), B, bias)  # q
+    bias = bias_hh.to(dtype) if bias_hh is not None else None
+    gemm = StepGemm(weight_hh.to(dtype), B, bias)  # q = h @ W^T + b
     act = act_bias.to(dtype) if act_bias is not None else None
     gates = torch.empty((T, B, G), dtype=dtype, device=pre.device)
     hidden_n = torch.empty((T, B, H), dtype=dtype, device=pre.device)
     outputs = torch.empty((T, B, H), dtype=dtype, device=pre.device)
     scratch = torch.empty((B, H), dtype=dtype, device=pre.device)
     h = _initial(h0, B, H, dtype, pre.device)
-    for p, a, q_n, h_t in zip(pre_c.unbind(0), gates.unbind(0), hidden_n.unbind(0), outputs.unbind(0), strict=True):  # fmt: skip
+    steps = zip(
+        _steps_of(pre, dtype).unbind(0), gates.unbind(0), hidden_n.unbind(0), outputs.unbind(0), strict=True
+    )
+    for p, a, q_n, h_t in steps:
         q = gemm(h)  # [B, 3H]
         torch.add(p[:, : 2 * H], q[:, : 2 * H], out=a[:, : 2 * H]).sigmoid_()
         r, z, n = a.split(H, dim=1)
@@ -198,8 +197,6 @@ def gru_forward(pre, weight_hh, bias_hh, h0, act_bias=None, nonlinearity="tanh")
         _candidate_(torch.addcmul(p[:, 2 * H :], r, q_n, out=n), nonlinearity, act, scratch)
         torch.sub(h, n, out=h_t).mul_(z).add_(n)
         h = h_t
-    if nonlinearity is Nonlinearity.TANH:
-        hidden_n.mul_(0.5)  # the doubled q_n back to q_n (exact)
     return outputs.to(pre.dtype), h.to(pre.dtype, copy=True), gates, hidden_n
 
 
@@ -213,13 +210,14 @@ def _candidate_derivative(n: torch.Tensor, nonlinearity: Nonlinearity) -> torch.
 
 
 def _gru_coefficients(gates, hidden_n, h_prev, nonlinearity):
-    """For steps [L] of a chunk: k_n, k_z, k_r [L, B, H] with d a_n = dh k_n, d a_z = dh k_z,
-    d a_r = d a_n k_r. h_prev [L, B, H] are the states before each step."""
+    """For steps [L] of a chunk, contiguous [L, B, H] each: k_n, k_z, k_r with d a_n = dh k_n,
+    d a_z = dh k_z, d a_r = d a_n k_r, and the gates r and z. h_prev [L, B, H] are the states
+    before each step."""
     r, z, n = gates.split(gates.shape[-1] // 3, dim=-1)
     k_n = (1 - z) * _candidate_derivative(n, nonlinearity)
     k_z = (h_prev - n) * z * (1 - z)
     k_r = hidden_n * r * (1 - r)
-    return k_n, k_z, k_r
+    return k_n, k_z, k_r, r.contiguous(), z.contiguous()
 
 
 def gru_backward(grad_out, grad_hn, outputs, gates, hidden_n, h0, weight_hh, nonlinearity="tanh"):
@@ -234,21 +232,20 @@ def gru_backward(grad_out, grad_hn, outputs, gates, hidden_n, h0, weight_hh, non
     grad_steps = grad_out.to(dtype).unbind(0)
     zeros = torch.zeros((B, H), dtype=dtype, device=gates.device)
     d_hidden = torch.empty((T, B, 3 * H), dtype=dtype, device=gates.device)
-    d_pre = torch.empty((T, B, 3 * H), dtype=dtype, device=gates.device)
+    d_candidate = torch.empty((T, B, H), dtype=dtype, device=gates.device)
     dh = grad_steps[T - 1] if grad_hn is None else grad_steps[T - 1] + grad_hn.to(dtype)
     for start, stop in _chunks(T, B, H):
         before = (
             states[start - 1 : stop - 1] if start > 0 else torch.cat([h0.unsqueeze(0), states[: stop - 1]])
         )
-        k_n, k_z, k_r = _gru_coefficients(gates[start:stop], hidden_n[start:stop], before, nonlinearity)
+        k_n, k_z, k_r, r, z = _gru_coefficients(gates[start:stop], hidden_n[start:stop], before, nonlinearity)
         for t in range(stop - 1, start - 1, -1):
             j = t - start
-            d, p = d_hidden[t], d_pre[t]
-            d_n = torch.mul(dh, k_n[j], out=p[:, 2 * H :])
-            torch.mul(dh, k_z[j], out=p[:, H : 2 * H])
-            torch.mul(d_n, k_r[j], out=p[:, :H])
-            d[:, : 2 * H].copy_(p[:, : 2 * H])
-            torch.mul(d_n, gates[t, :, :H], out=d[:, 2 * H :])
-            carried = torch.addcmul(grad_steps[t - 1] if t > 0 else zeros, dh, gates[t, :, H : 2 * H])
-            dh = gemm(d, carried)
+            d_n = torch.mul(dh, k_n[j], out=d_candidate[t])
+            # the three blocks in cache, then one contiguous write of the [B, 3H] row
+            torch.cat([d_n * k_r[j], dh * k_z[j], d_n * r[j]], dim=1, out=d_hidden[t])
+            carried = torch.addcmul(grad_steps[t - 1] if t > 0 else zeros, dh, z[j])
+            dh = gemm(d_hidden[t], carried)
+    d_pre = d_hidden.clone()  # d pre equals d q except in the candidate block
+    d_pre[..., 2 * H :] = d_candidate
     return d_pre, d_hidden, dh

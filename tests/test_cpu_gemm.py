@@ -1,0 +1,44 @@
+"""The CPU GEMMs of the torch backends (oneDNN where it runs, torch otherwise) equal the plain
+products: step GEMM with bias and addend, the bulk linear and both of its gradients, empty shapes."""
+
+import pytest
+import torch
+
+from tests.tolerances import assert_close
+from trit_rnn.backends import cpu_gemm
+
+F64 = torch.float64
+
+
+@pytest.fixture(params=["onednn", "fallback"])
+def path(request, monkeypatch):
+    if request.param == "fallback":
+        monkeypatch.setattr(cpu_gemm, "onednn_runs", lambda x: False)
+    else:
+        assert cpu_gemm.onednn_runs(torch.zeros(1)), "this CPU build of torch has no oneDNN linear"
+    return request.param
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, F64], ids=str)
+def test_step_gemm(path, dtype):
+    g = torch.Generator().manual_seed(0)
+    weight, bias = torch.randn(12, 5, generator=g, dtype=F64), torch.randn(12, generator=g, dtype=F64)
+    x, other = torch.randn(3, 5, generator=g, dtype=F64), torch.randn(3, 12, generator=g, dtype=F64)
+    plain = cpu_gemm.StepGemm(weight.to(dtype), 3)
+    with_bias = cpu_gemm.StepGemm(weight.to(dtype), 3, bias.to(dtype))
+    assert_close(plain(x.to(dtype)), x @ weight.T, dtype, "x W^T")
+    assert_close(plain(x.to(dtype), other.to(dtype)), x @ weight.T + other, dtype, "x W^T + other")
+    assert_close(with_bias(x.to(dtype), other.to(dtype)), x @ weight.T + bias + other, dtype, "with bias")
+    strided = torch.randn(3, 10, generator=g, dtype=F64)[:, ::2]
+    assert_close(plain(strided.to(dtype)), strided @ weight.T, dtype, "strided x")
+
+
+@pytest.mark.parametrize("rows", [0, 1, 37])
+def test_bulk_linear_and_gradients(path, rows):
+    g = torch.Generator().manual_seed(1)
+    x, weight = torch.randn(rows, 6, generator=g, dtype=F64), torch.randn(9, 6, generator=g, dtype=F64)
+    bias, grad = torch.randn(9, generator=g, dtype=F64), torch.randn(rows, 9, generator=g, dtype=F64)
+    f32 = torch.float32
+    assert_close(cpu_gemm.linear(x.float(), weight.float(), bias.float()), x @ weight.T + bias, f32, "linear")
+    assert_close(cpu_gemm.linear_input_grad(grad.float(), weight.float()), grad @ weight, f32, "input grad")
+    assert_close(cpu_gemm.linear_weight_grad(grad.float(), x.float()), grad.T @ x, f32, "weight grad")
