@@ -13,7 +13,7 @@ The formula (the per-step floor of shared/reference/gpu.md (the project referenc
     waves    = ceil(P / (SMS * per_sm))                         each wave runs all T steps
     c_w      = ceil(P_w / SMS)                                  programs sharing one SM in wave w
     t_math   = 2 * G * BLOCK_B * BLOCK_H^2 / (peak_per_sm * min(num_warps, 4) / 4)
-               G: recurrent matrices per step (1; a gated kernel's meta "gates")
+               G: recurrent matrices per step (1; meta "gates" of a gated or deep-transition kernel)
                peak_per_sm: tensor-core peak (bf16/fp16, or tf32 for fp32) / SMS when the PTX has
                tensor-core instructions (tensor_core_ops > 0), else the fp32 FMA peak / SMS
     t_smem   = shared_bytes / SMEM_BYTES_PER_SECOND             the staged W (and state tile) re-read
@@ -66,6 +66,9 @@ _TRAFFIC = {
     "lstm_bwd": (1, 9),  # read grad_out_t; read gates_t (4H), c_{t-1}, write d_gates_t (4H)
     "gru_fwd": (4, 4),  # read pre_t (3H), write out_t; write gates_t (3H) and q_n
     "gru_bwd": (2, 10),  # read grad_out_t, h_{t-1}; read gates_t (3H), q_n, write d_pre_t, d_q_t (3H each)
+    # depth 2 with the shortcut: pre_t is 2H, one intermediate layer state per step
+    "deep_fwd": (3, 1),  # read pre_t (2H), write out_t; write s^1_t
+    "deep_bwd": (4, 3),  # read grad_out_t, out_t, write d_pre_t (2H); read s^1_t, write d a^1_t, d a^2_t
 }
 
 

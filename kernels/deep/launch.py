@@ -552,6 +552,7 @@ def compile_specs(
         "nonlinearity": nonlinearity,
         "depth": depth,
         "shortcut": bool(shortcut),
+        "gates": depth + int(bool(shortcut)),  # matrices multiplied per step (perf/gpu_model.py)
         "config": config.label(),
         "BLOCK_H": block_h,
     }

@@ -99,3 +99,12 @@ def test_labels_say_model():
     assert "model" in gpu_model.column_header(16) and "@B=16" in gpu_model.column_header(16)
     assert "model" in gpu_model.LABEL and "not measured" in gpu_model.LABEL
     assert gpu_model.format_us(1.5333) == "1.53"
+
+
+@pytest.mark.parametrize("kernel, gates", [("lstm_fwd", 4), ("gru_bwd", 3), ("deep_fwd", 3)])
+def test_kernels_with_several_matrices_do_that_many_dots(kernel, gates):
+    """meta "gates" (G matrices per step: gated cells, a deep transition's chain and shortcut)
+    multiplies the math; the chain and the rest of the step stay."""
+    single = gpu_model.step_seconds(_record(kernel=kernel), batch=16)
+    several = gpu_model.step_seconds(_record(kernel=kernel, meta={"BLOCK_H": 128, "gates": gates}), batch=16)
+    assert several - single == pytest.approx((gates - 1) * _fp32_math(16, 128), rel=1e-6)

@@ -16,9 +16,12 @@ import torch
 
 
 def onednn_runs(x: torch.Tensor) -> bool:
-    """Whether oneDNN's linear handles x's device and dtype here."""
+    """Whether oneDNN's linear handles x's device and dtype here. Not while torch.compile traces
+    (the autograd formulas that call these are traced): inductor picks its own GEMMs, and its
+    lowering of this op rejects transposed operands."""
     return (
-        x.device.type == "cpu"
+        not torch.compiler.is_compiling()
+        and x.device.type == "cpu"
         and x.dtype in (torch.float32, torch.bfloat16)
         and torch.backends.mkldnn.is_available()
         and hasattr(torch.ops.mkldnn, "_linear_pointwise")

@@ -142,11 +142,23 @@ class EUNNUnitary(Unitary):
 
     def transform(self, h: torch.Tensor) -> torch.Tensor:
         diagonal, off_diagonal = self.layer_coefficients()
+        compiling = torch.compiler.is_compiling()
         for layer in range(self.num_layers):
-            h = h * diagonal[layer] + h[..., self.partner[layer]] * off_diagonal[layer]
+            h = h * diagonal[layer] + self._partners(h, layer, compiling) * off_diagonal[layer]
         if self.complex:
             h = h * torch.polar(torch.ones_like(self.diagonal_phases), self.diagonal_phases)
         return h
+
+    def _partners(self, h: torch.Tensor, layer: int, compiling: bool) -> torch.Tensor:
+        """h [..., n] with each unit replaced by its partner's value in this layer. Under
+        torch.compile it is a product with the permutation matrix (exact: one 1 per column):
+        inductor (torch 2.13, CPU) corrupts the heap when the backward of this gather feeds a
+        concatenation with other weights (GORU's [W_r; W_g; U]), reproduced without this library's
+        ops; eagerly the gather is O(n) per row instead of O(n^2)."""
+        if not compiling:
+            return h[..., self.partner[layer]]
+        eye = torch.eye(self.size, dtype=h.dtype, device=h.device)
+        return h @ eye[:, self.partner[layer]]
 
     def extra_repr(self) -> str:
         style = "fft=True" if self.fft else f"capacity={self.capacity}"
