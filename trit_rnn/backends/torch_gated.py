@@ -146,16 +146,19 @@ def lstm_backward(grad_out, grad_hn, grad_cn, outputs, gates, cells, h0, c0, wei
     dc = _initial(grad_cn, B, H, dtype, gates.device).clone()
     c0 = _initial(c0, B, H, dtype, gates.device)
     dh = grad_steps[T - 1] if grad_hn is None else grad_steps[T - 1] + grad_hn.to(dtype)
+    d_steps, forget = d_gates.unbind(0), gates[:, :, H : 2 * H].unbind(0)
     for start, stop in _chunks(T, B, H):
         c_first = cells[start - 1] if start > 0 else c0
         k_gates, k_cell = _lstm_coefficients(gates[start:stop], cells[start:stop], c_first)
-        for t in range(stop - 1, start - 1, -1):
+        steps = zip(
+            range(stop - 1, start - 1, -1), k_gates.unbind(0)[::-1], k_cell.unbind(0)[::-1], strict=True
+        )
+        for t, k, k_c in steps:
             if t < T - 1:
-                dh = gemm(d_gates[t + 1], grad_steps[t])
-                dc.mul_(gates[t + 1, :, H : 2 * H])
-            dc.addcmul_(dh, k_cell[t - start])
-            k = k_gates[t - start]
-            d = d_gates[t]
+                dh = gemm(d_steps[t + 1], grad_steps[t])
+                dc.mul_(forget[t + 1])
+            dc.addcmul_(dh, k_c)
+            d = d_steps[t]
             torch.mul(k[:, : 3 * H].view(B, 3, H), dc.unsqueeze(1), out=d[:, : 3 * H].view(B, 3, H))
             torch.mul(k[:, 3 * H :], dh, out=d[:, 3 * H :])
     return d_gates, d_gates[0] @ w, dc * gates[0, :, H : 2 * H]
@@ -238,14 +241,20 @@ def gru_backward(grad_out, grad_hn, outputs, gates, hidden_n, h0, weight_hh, non
         before = (
             states[start - 1 : stop - 1] if start > 0 else torch.cat([h0.unsqueeze(0), states[: stop - 1]])
         )
-        k_n, k_z, k_r, r, z = _gru_coefficients(gates[start:stop], hidden_n[start:stop], before, nonlinearity)
-        for t in range(stop - 1, start - 1, -1):
-            j = t - start
-            d_n = torch.mul(dh, k_n[j], out=d_candidate[t])
+        coefficients = _gru_coefficients(gates[start:stop], hidden_n[start:stop], before, nonlinearity)
+        # per-step views from unbind lists: indexing a tensor per step costs about a microsecond
+        steps = zip(
+            *(c.unbind(0)[::-1] for c in coefficients),
+            d_candidate[start:stop].unbind(0)[::-1],
+            d_hidden[start:stop].unbind(0)[::-1],
+            (grad_steps[start - 1 : stop - 1] if start > 0 else (zeros, *grad_steps[: stop - 1]))[::-1],
+            strict=True,
+        )
+        for k_n, k_z, k_r, r, z, d_candidate_t, d_hidden_t, grad_before in steps:
+            d_n = torch.mul(dh, k_n, out=d_candidate_t)
             # the three blocks in cache, then one contiguous write of the [B, 3H] row
-            torch.cat([d_n * k_r[j], dh * k_z[j], d_n * r[j]], dim=1, out=d_hidden[t])
-            carried = torch.addcmul(grad_steps[t - 1] if t > 0 else zeros, dh, z[j])
-            dh = gemm(d_hidden[t], carried)
+            torch.cat([d_n * k_r, dh * k_z, d_n * r], dim=1, out=d_hidden_t)
+            dh = gemm(d_hidden_t, torch.addcmul(grad_before, dh, z))
     d_pre = d_hidden.clone()  # d pre equals d q except in the candidate block
     d_pre[..., 2 * H :] = d_candidate
     return d_pre, d_hidden, dh
