@@ -138,6 +138,12 @@ def _parse_config(text: str):
     return parse_config(text)
 
 
+def _train(args) -> int:
+    from .training.command import run
+
+    return run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trit-rnn", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -257,6 +263,13 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--seq-len", type=int, default=256, help="T of the GPU timing runs")
     tune.add_argument("--json", action="store_true")
     tune.set_defaults(func=_autotune)
+
+    from .training.command import DESCRIPTION, add_arguments
+
+    train = sub.add_parser("train", help="train cells on a benchmark task (copying, adding, denoise, "
+                           "parenthesis, digits, pdigits); learning curves and checkpoints", description=DESCRIPTION)  # fmt: skip
+    add_arguments(train)
+    train.set_defaults(func=_train)
     return parser
 
 
