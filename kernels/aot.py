@@ -354,11 +354,32 @@ def family_supports_dtype(module: str, dtype) -> bool:
     return supported is None or dtype_from_name(dtype) in supported
 
 
+LENGTHS_SUFFIX = "+lengths"
+
+
+def family_specs(module: str, hidden: int, dtype, config: Config, lengths: bool = False) -> list:
+    """The family's CompileSpecs for one config; lengths: the variable-length variants
+    (HAS_LENGTHS, the family's compile_specs(lengths=True)), named kernel + LENGTHS_SUFFIX."""
+    family = import_family_module(module)
+    if not lengths:
+        return family.compile_specs(hidden, dtype_from_name(dtype), config)
+    specs = family.compile_specs(hidden, dtype_from_name(dtype), config, lengths=True)
+    for spec in specs:
+        spec.name += LENGTHS_SUFFIX
+    return specs
+
+
+def _base_kernel(name: str) -> str:
+    """The family kernel a (possibly variable-length) spec name is a variant of."""
+    return name.removesuffix(LENGTHS_SUFFIX)
+
+
 def _compile_task(task: tuple) -> list[dict]:
-    """One (family, module, target, dtype, H, config, skip_over_budget): every spec of that config.
-    skip_over_budget: report a config whose static shared-memory estimate exceeds the target's limit
-    as not fitting, without compiling it (such kernels take minutes to compile). Never raises."""
-    family, module, target, dtype, hidden, config, skip_over_budget = task
+    """One (family, module, target, dtype, H, config, skip_over_budget, lengths): every spec of that
+    config. skip_over_budget: report a config whose static shared-memory estimate exceeds the
+    target's limit as not fitting, without compiling it (such kernels take minutes to compile).
+    lengths: the variable-length variants. Never raises."""
+    family, module, target, dtype, hidden, config, skip_over_budget, lengths = task
     base = {
         "family": family,
         "target": target,
@@ -370,7 +391,7 @@ def _compile_task(task: tuple) -> list[dict]:
         "num_stages": config.num_stages,
     }
     try:
-        specs = import_family_module(module).compile_specs(hidden, dtype_from_name(dtype), config)
+        specs = family_specs(module, hidden, dtype, config, lengths)
     except Exception as exc:
         return [
             {
@@ -392,12 +413,16 @@ def _compile_task(task: tuple) -> list[dict]:
                     dtype_from_name(dtype),
                     config,
                     TARGETS[target][1],
-                    **_per_kernel(estimate, spec.name),
+                    **_per_kernel(estimate, _base_kernel(spec.name)),
                 )
                 spec_base = {**base, "estimated_fit": bool(ok), "estimate": str(reason)}
             except Exception as exc:
                 spec_base = {**base, "estimate": f"estimate_budget failed: {_error_text(exc, 300)}"}
-        skipped = _over_budget(module, target, dtype, hidden, config, spec.name) if skip_over_budget else None
+        skipped = (
+            _over_budget(module, target, dtype, hidden, config, _base_kernel(spec.name))
+            if skip_over_budget
+            else None
+        )
         if skipped:
             meta = {"meta": dict(spec.meta)} if spec.meta else {}
             records.append(
@@ -440,15 +465,19 @@ def collect(
     modules=None,
     jobs: int = 2,
     skip_over_budget: bool = False,
+    lengths: bool = False,
 ) -> list[dict]:
     """Compile every kernel of the selected families for ``target`` at each hidden size, dtype and
     config (default: each family's ``candidate_configs()``); one record per compiled kernel.
+    lengths: compile the variable-length variants instead (kernel names end in LENGTHS_SUFFIX).
 
     families: names from ``families()`` (None: all; []: none). modules: extra {family: module}
     (absolute module names with ``candidate_configs``/``compile_specs``, e.g. a test probe).
     jobs: worker processes (configs compile in parallel). A compile error becomes a record with
     fits False and an "error" field. skip_over_budget: see _compile_task (a "skipped" field)."""
-    return collect_targets([target], hidden_sizes, dtypes, configs, families, modules, jobs, skip_over_budget)
+    return collect_targets(
+        [target], hidden_sizes, dtypes, configs, families, modules, jobs, skip_over_budget, lengths
+    )
 
 
 def collect_targets(
@@ -460,6 +489,7 @@ def collect_targets(
     modules=None,
     jobs: int = 2,
     skip_over_budget: bool = False,
+    lengths: bool = False,
 ) -> list[dict]:
     """``collect`` for several targets in one process pool (records ordered by target)."""
     _require_compiler()
@@ -504,6 +534,7 @@ def collect_targets(
                             int(hidden),
                             config,
                             skip_over_budget,
+                            lengths,
                         )
                         tasks.append(task)
     # Tasks that build identical kernels (hidden sizes with the same padded block) compile once in
@@ -524,11 +555,11 @@ def collect_targets(
 def _compile_key(task: tuple):
     """What triton compiles for a task: its specs without the report-only meta (the task itself
     when the specs cannot be built)."""
-    family, module, target, dtype, hidden, config, skip_over_budget = task
+    family, module, target, dtype, hidden, config, skip_over_budget, lengths = task
     try:
         if skip_over_budget and _over_budget(module, target, dtype, hidden, config):
             return task
-        specs = import_family_module(module).compile_specs(hidden, dtype_from_name(dtype), config)
+        specs = family_specs(module, hidden, dtype, config, lengths)
         return (target,) + tuple(
             (s.name, s.fn.__name__, tuple(sorted(s.signature.items())),
              tuple(sorted((k, repr(v)) for k, v in s.constexprs.items())), s.num_warps, s.num_stages)
@@ -578,6 +609,7 @@ def collect_in_subprocess(
     python: str | None = None,
     fresh_cache: bool = False,
     skip_over_budget: bool = False,
+    lengths: bool = False,
 ) -> list[dict]:
     """Run ``collect`` for ``target`` (one name or a list) in a fresh interpreter without
     TRITON_INTERPRET (the CLI with --output) and return its records. The caller's sys.path is
@@ -617,6 +649,8 @@ def collect_in_subprocess(
             cmd += ["--fresh-cache"]
         if skip_over_budget:
             cmd += ["--skip-over-budget"]
+        if lengths:
+            cmd += ["--lengths"]
         proc = _run_in_own_group(cmd, env, timeout)
         if proc.returncode != 0 or not os.path.exists(out):
             raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-8000:]}")
@@ -751,6 +785,11 @@ def _parse_args(argv):
         action="store_true",
         help="report configs over the static shared-memory estimate as not fitting without compiling them",
     )
+    p.add_argument(
+        "--lengths",
+        action="store_true",
+        help="compile the variable-length variants (HAS_LENGTHS; kernel names end in +lengths)",
+    )
     p.add_argument("--quiet", action="store_true", help="print nothing (with --output)")
     return p.parse_args(argv)
 
@@ -785,6 +824,7 @@ def main(argv=None) -> int:
             modules=modules,
             jobs=args.jobs,
             skip_over_budget=args.skip_over_budget,
+            lengths=args.lengths,
         )
     if args.output:
         with open(args.output, "w") as f:

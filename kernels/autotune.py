@@ -9,28 +9,41 @@
    config per distinct BLOCK_B is kept; on a GPU, configs whose registers spill are dropped too;
 2. time the survivors (time.perf_counter under the interpreter, triton.testing.do_bench on a GPU),
    unless only one survives;
-3. cache the choice in memory and in a JSON file (atomic writes; a corrupt file warns and is
-   rebuilt). The file lives in $TRIT_RNN_CACHE_DIR, else $XDG_CACHE_HOME/trit_rnn, else
-   ~/.cache/trit_rnn. An entry's key holds the device name, the triton version, the kernel name,
-   the kernel's signature (`kernel_signature`: a hash of its source) and the launcher's key.
+3. cache the choice in memory and in a JSON file. The file lives in $TRIT_RNN_CACHE_DIR, else
+   the platform's user cache directory (`user_cache_dir`: $XDG_CACHE_HOME/trit_rnn or
+   ~/.cache/trit_rnn on Linux, ~/Library/Caches/trit_rnn on macOS, %LOCALAPPDATA%\\trit_rnn\\Cache
+   on Windows). An entry's key holds the device name, the triton version, the kernel name, the
+   kernel's signature (`kernel_signature`: a hash of its source) and the launcher's key.
+   Robustness: a write goes to a temporary file in the same directory, then os.replace, so a
+   reader (another process) sees the old file or the new one, never a partial one; writers merge
+   under an advisory lock (fcntl, POSIX) so that concurrent writers keep each other's entries; a
+   corrupt or truncated file (or one with wrong fields) gives a RuntimeWarning (warnings.warn)
+   and is rebuilt by the next write; a cache that cannot be written (read-only directory) gives a
+   RuntimeWarning and the choices stay in memory: the cache never fails a launch.
 
 `choose` returns a cached choice when there is one and calls `tune` otherwise; the command line
-calls `tune` directly to re-time every survivor. `prune`, `prune_spilling` and `cache_path` are
-public so that the command line can show the decisions and the file.
+calls `tune` directly to re-time every survivor. Under torch.use_deterministic_algorithms(True)
+`choose` times nothing and ignores the cache: the config is the first candidate that survives
+pruning, a function of the shape, dtype and device only (timings vary from run to run, and a
+different tile may round differently). `prune`, `prune_spilling` and `cache_path` are public so
+that the command line can show the decisions and the file.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import hashlib
 import inspect
 import json
 import os
 import statistics
+import sys
 import tempfile
 import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -39,7 +52,15 @@ import triton
 
 from .specs import Config
 
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory lock; writes stay atomic (os.replace)
+    fcntl = None
+
 CACHE_FILE_NAME = "autotune.json"
+LOCK_FILE_NAME = "autotune.json.lock"
+APP_NAME = "trit_rnn"
+CACHE_DIR_ENV = "TRIT_RNN_CACHE_DIR"
 MIN_BLOCK_B = 16  # the smallest M of a tl.dot
 SIGNATURE_LENGTH = 12
 Budget = Callable[[Config], tuple[bool, str]]
@@ -54,13 +75,34 @@ def interpreter_active() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 
+def user_cache_dir(
+    platform: str | None = None, environ: Mapping[str, str] | None = None, home: Path | None = None
+) -> Path:
+    """The platform's per-user cache directory for this library (platformdirs' convention, without
+    the dependency): %LOCALAPPDATA%\\trit_rnn\\Cache on Windows, ~/Library/Caches/trit_rnn on
+    macOS, else $XDG_CACHE_HOME/trit_rnn (an absolute XDG_CACHE_HOME only, as the XDG spec says)
+    or ~/.cache/trit_rnn. platform, environ and home default to sys.platform, os.environ and
+    Path.home() (arguments for tests)."""
+    platform = sys.platform if platform is None else platform
+    environ = os.environ if environ is None else environ
+    home = Path.home() if home is None else Path(home)
+    if platform.startswith("win"):
+        local = environ.get("LOCALAPPDATA")
+        base = Path(local) if local else home / "AppData" / "Local"
+        return base / APP_NAME / "Cache"
+    if platform == "darwin":
+        return home / "Library" / "Caches" / APP_NAME
+    xdg = environ.get("XDG_CACHE_HOME", "")
+    base = Path(xdg) if xdg and os.path.isabs(xdg) else home / ".cache"
+    return base / APP_NAME
+
+
 def cache_dir() -> Path:
-    explicit = os.environ.get("TRIT_RNN_CACHE_DIR")
+    """$TRIT_RNN_CACHE_DIR when set, else user_cache_dir()."""
+    explicit = os.environ.get(CACHE_DIR_ENV)
     if explicit:
         return Path(explicit)
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg) if xdg else Path.home() / ".cache"
-    return base / "trit_rnn"
+    return user_cache_dir()
 
 
 def cache_path() -> Path:
@@ -185,6 +227,36 @@ def _full_key(kernel: str, key: tuple, device: str, signature: str) -> str:
     )
 
 
+_CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(Config))
+
+
+def _check_entry(value) -> None:
+    """Raises ValueError unless value is the fields of a Config: positive ints, block_b required."""
+    if not isinstance(value, dict):
+        raise ValueError(f"an entry is {type(value).__name__}, not an object")
+    unknown = set(value) - set(_CONFIG_FIELDS)
+    if unknown or "block_b" not in value:
+        raise ValueError(f"an entry has fields {sorted(value)}, expected {list(_CONFIG_FIELDS)}")
+    for name, number in value.items():
+        if isinstance(number, bool) or not isinstance(number, int) or number < 1:
+            raise ValueError(f"an entry's {name} is {number!r}, not a positive int")
+
+
+@contextlib.contextmanager
+def _writer_lock(directory: Path):
+    """An exclusive advisory lock on directory/LOCK_FILE_NAME (POSIX), held while a writer reads,
+    merges and replaces the cache file; nothing on platforms without fcntl."""
+    if fcntl is None:
+        yield
+        return
+    with open(directory / LOCK_FILE_NAME, "a") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
 class AutotuneCache:
     """Chosen configs in memory, backed by one JSON file {full key: Config fields}."""
 
@@ -192,26 +264,37 @@ class AutotuneCache:
         self.path = Path(path) if path is not None else cache_path()
         self._entries: dict[str, dict] | None = None
         self._lock = threading.Lock()
+        self._warned_unwritable = False
 
     def _read_disk(self, warn: bool = True) -> dict[str, dict]:
+        """The file's entries; {} when it is missing, and (with a RuntimeWarning when warn) when it
+        cannot be read or is corrupt: not UTF-8, not JSON, truncated, or not an object of Config
+        fields."""
         try:
-            text = self.path.read_text()
+            raw = self.path.read_bytes()
         except FileNotFoundError:
             return {}
+        except OSError as exc:  # not a directory, a directory, no permission: run without it
+            if warn:
+                warnings.warn(
+                    f"trit_rnn autotune cache {self.path} cannot be read ({exc}); choices are made afresh",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+            return {}
         try:
-            data = json.loads(text)
-            if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
-                raise ValueError("not a JSON object of config objects")
+            data = json.loads(raw.decode("utf-8"))
+            if not isinstance(data, dict):
+                raise ValueError(f"the top level is {type(data).__name__}, not an object")
             for value in data.values():
-                Config(**value)
-        except (ValueError, TypeError) as exc:
-            if not warn:
-                return {}
-            warnings.warn(
-                f"trit_rnn autotune cache {self.path} is corrupt ({exc}); it will be rebuilt",
-                RuntimeWarning,
-                stacklevel=3,
-            )
+                _check_entry(value)
+        except (ValueError, RecursionError) as exc:  # UnicodeDecodeError and JSONDecodeError included
+            if warn:
+                warnings.warn(
+                    f"trit_rnn autotune cache {self.path} is corrupt ({str(exc)[:200]}); it will be rebuilt",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
             return {}
         return data
 
@@ -240,23 +323,41 @@ class AutotuneCache:
         return found
 
     def put(self, kernel: str, key: tuple, device: str, signature: str, config: Config) -> None:
+        """Records the choice in memory and on disk. A failed write (e.g. a read-only cache
+        directory) warns once and keeps the choice in memory."""
         with self._lock:
             entries = self._loaded()
             entries[_full_key(kernel, key, device, signature)] = asdict(config)
-            # Merge what other processes wrote meanwhile; our entries win.
-            merged = {**self._read_disk(warn=False), **entries}
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                with _writer_lock(self.path.parent):
+                    # Merge what other processes wrote meanwhile; our entries win.
+                    merged = {**self._read_disk(warn=False), **entries}
+                    self._write(merged)
+            except OSError as exc:
+                if not self._warned_unwritable:
+                    self._warned_unwritable = True
+                    warnings.warn(
+                        f"trit_rnn autotune cache {self.path} cannot be written ({exc}); choices "
+                        f"are kept in memory for this process only (set {CACHE_DIR_ENV} to a "
+                        f"writable directory)",
+                        RuntimeWarning,
+                        stacklevel=2,
+                    )
+                return
             self._entries = merged
-            self._write(merged)
 
     def _write(self, entries: dict[str, dict]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".autotune-", suffix=".json")
+        """Atomic: the JSON goes to a temporary file in the cache's directory, which then replaces
+        the cache file (os.replace), so no reader ever sees a partial file."""
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".autotune-", suffix=".json.tmp")
         try:
-            with os.fdopen(fd, "w") as f:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
                 json.dump(entries, f, indent=1, sort_keys=True)
             os.replace(tmp, self.path)
         except BaseException:
-            os.unlink(tmp)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
             raise
 
 
@@ -352,7 +453,13 @@ def choose(
     interpreter: bool | None = None,
     timer: Timer = time_config,
 ) -> Config:
-    """The best config for (kernel, key) on this device: cached, else `tune`d and cached."""
+    """The best config for (kernel, key) on this device: cached, else `tune`d and cached. Under
+    torch.use_deterministic_algorithms(True): `deterministic_choice` (no timing, no cache)."""
+    if torch.are_deterministic_algorithms_enabled():
+        return deterministic_choice(
+            kernel, key, configs, budget, run, batch=batch, signature=signature, device=device,
+            interpreter=interpreter,
+        )  # fmt: skip
     cache = cache if cache is not None else default_cache()
     name = device_name(device, interpreter)
     cached = cache.get(kernel, key, name, signature)
@@ -372,6 +479,41 @@ def choose(
         interpreter=interpreter,
         timer=timer,
     ).best
+
+
+_deterministic_choices: dict[str, Config] = {}
+
+
+def deterministic_choice(
+    kernel: str,
+    key: tuple,
+    configs: list[Config],
+    budget: Budget,
+    run: Callable[[Config], object],
+    *,
+    batch: int,
+    signature: str,
+    device: torch.device | str | None = None,
+    interpreter: bool | None = None,
+) -> Config:
+    """The config that deterministic mode launches: the first candidate (in the launcher's order)
+    that fits the budget and the batch, and on a GPU does not spill when another survivor does not
+    (ptxas's spill counts are a property of the compiled code, not of a timing). Nothing is timed
+    and the on-disk cache is neither read nor written, so every run picks the same config for the
+    same shape, dtype and device whatever the cache holds (the choice is remembered in memory so
+    that the spill check compiles once per process)."""
+    interpreter = interpreter_active() if interpreter is None else interpreter
+    memo = _full_key(kernel, key, device_name(device, interpreter), signature)
+    if memo in _deterministic_choices:
+        return _deterministic_choices[memo]
+    report = prune(configs, batch, budget, interpreter)
+    if not report.survivors:
+        reasons = "; ".join(f"{c.label()}: {r}" for c, r in report.pruned)
+        raise RuntimeError(f"{kernel} {key}: no launch config fits ({reasons})")
+    if not interpreter and len(report.survivors) > 1:
+        prune_spilling(run, report)
+    _deterministic_choices[memo] = report.survivors[0]
+    return report.survivors[0]
 
 
 def device_shared_limit(device, interpreted: bool) -> int | None:
@@ -407,3 +549,9 @@ def choose_for_launch(
         device=tensor.device,
         interpreter=interpreted,
     )
+
+
+def variant_name(kernel_name: str, ragged: bool) -> str:
+    """The cache name of a launch: the kernel's, with "+lengths" for its variable-length variant
+    (HAS_LENGTHS compiles to other registers and spills, so it is tuned on its own)."""
+    return f"{kernel_name}+lengths" if ragged else kernel_name

@@ -112,7 +112,8 @@ def step_seconds(record: dict, batch: int) -> float | None:
     matrices = int((record.get("meta") or {}).get("gates", 1))
     t_math = 2 * matrices * block_b * block_h**2 / (peak * min(warps, SUB_PARTITIONS) / SUB_PARTITIONS)
     t_smem = int(record["shared_bytes"]) / SMEM_BYTES_PER_SECOND
-    storage_io, state_io = _TRAFFIC.get(record["kernel"], (2, 0))
+    # a variable-length variant ("+lengths") moves the same rows as its plain kernel
+    storage_io, state_io = _TRAFFIC.get(str(record["kernel"]).removesuffix("+lengths"), (2, 0))
     row_bytes = int(record["hidden_size"]) * (storage_io * _STORAGE_BYTES[dtype] + state_io * _STATE_BYTES)
 
     programs = math.ceil(batch / block_b)

@@ -30,9 +30,11 @@ def collect(
     records_file: Path | str | None = None,
     compile_over_budget: bool = False,
     compile_records: Callable[..., list[dict]] = aot.collect_in_subprocess,
+    lengths: bool = False,
 ) -> list[dict]:
     """AOT records for target (or the records saved in records_file), each with
-    model_us_per_step at `batch` (None where the model does not apply).
+    model_us_per_step at `batch` (None where the model does not apply). lengths: the kernels'
+    variable-length variants (names ending in +lengths) instead of the plain ones.
 
     Configs whose static shared-memory estimate exceeds the target's limit (W alone is over it at
     fp32 H>128 and at H>256) are reported as not fitting without being compiled, unless
@@ -43,6 +45,7 @@ def collect(
         records = compile_records(
             target, hidden_sizes=list(hidden_sizes), dtypes=list(dtypes),
             configs=None if configs is None else list(configs), skip_over_budget=not compile_over_budget,
+            **({"lengths": True} if lengths else {}),
         )  # fmt: skip
     for r in records:
         r["model_us_per_step"] = gpu_model.step_microseconds(r, batch)

@@ -159,9 +159,10 @@ def test_custom_op_registration_is_consistent():
 
     pre, weight, h0, act_bias, _, _ = make_case(3, 2, 8, "modrelu")
     leaves = (pre.to(torch.complex64).requires_grad_(), weight.to(torch.complex64).requires_grad_())
-    args = (*leaves, h0.to(torch.complex64), act_bias.float(), "modrelu", EPS, "torch")
-    torch.library.opcheck(complex_dense_recurrence_op, args)
-    torch.library.opcheck(complex_dense_recurrence_checkpointed_op, (*args, 2))
+    states = (h0.to(torch.complex64), act_bias.float())
+    options = ("modrelu", EPS, "torch")
+    torch.library.opcheck(complex_dense_recurrence_op, (*leaves, *states, None, *options))
+    torch.library.opcheck(complex_dense_recurrence_checkpointed_op, (*leaves, *states, *options, 2))
 
 
 def test_torch_compile_fullgraph_matches_eager():

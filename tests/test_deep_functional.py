@@ -67,7 +67,9 @@ def test_matches_reference(backend, dtype, shape, depth, shortcut, nonlinearity)
 
 def test_passes_opcheck():
     pre, w, deep, biases, h0 = (x.float() for x in make_leaves(3, 2, 4, 2, True, True))
-    torch.library.opcheck(torch.ops.trit_rnn.deep_recurrence, (pre, w, deep, biases, h0, "tanh", "torch"))
+    torch.library.opcheck(
+        torch.ops.trit_rnn.deep_recurrence, (pre, w, deep, biases, h0, None, "tanh", "torch")
+    )
 
 
 def _call(pre_width=8, weight_rows=8, deep=(1, 4, 4), biases=(1, 4), h0=None, nonlinearity="tanh"):

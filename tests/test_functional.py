@@ -130,6 +130,7 @@ def test_custom_op_registration_is_consistent():
         weight.float().requires_grad_(),
         h0.float(),
         act_bias.float(),
+        None,
         "modrelu",
         "torch",
     )

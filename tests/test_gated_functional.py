@@ -116,11 +116,11 @@ def test_explicit_triton_runs_the_kernels(monkeypatch):
 
 def test_gated_ops_pass_opcheck():
     pre, w, h0, c0 = (x.float() for x in make_leaves("lstm", 3, 2, 4, with_states=True))
-    torch.library.opcheck(torch.ops.trit_rnn.lstm_recurrence, (pre, w, h0, c0, "torch"))
+    torch.library.opcheck(torch.ops.trit_rnn.lstm_recurrence, (pre, w, h0, c0, None, "torch"))
     pre, w, b, h0, act = (
         x.float() for x in make_leaves("gru", 3, 2, 4, with_states=True, nonlinearity="modrelu")
     )
-    torch.library.opcheck(torch.ops.trit_rnn.gru_recurrence, (pre, w, b, h0, act, "modrelu", "torch"))
+    torch.library.opcheck(torch.ops.trit_rnn.gru_recurrence, (pre, w, b, h0, act, None, "modrelu", "torch"))
 
 
 @pytest.mark.parametrize(

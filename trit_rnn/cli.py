@@ -39,7 +39,7 @@ def _resources(args) -> int:
     configs = None if args.all_configs else (args.config or resources_report.DEFAULT_CONFIGS)
     records = resources_report.collect(
         args.target, args.hidden, args.dtype, configs, args.batch, records_file=args.records,
-        compile_over_budget=args.compile_over_budget,
+        compile_over_budget=args.compile_over_budget, lengths=args.lengths,
     )  # fmt: skip
     if args.chart:
         for path in resources_report.write_chart(records, args.target, args.out):
@@ -235,6 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     res.add_argument("--compile-over-budget", action="store_true",
                      help="also compile configs whose W alone exceeds the shared limit (minutes each)")  # fmt: skip
+    res.add_argument("--lengths", action="store_true",
+                     help="the variable-length variants (HAS_LENGTHS: ragged batches, names +lengths)")  # fmt: skip
     res.add_argument("--batch", type=int, default=16, help="batch size of the GPU time model column")
     res.add_argument("--chart", action="store_true", help="write the max-hidden-size chart and its records")
     res.add_argument(

@@ -21,6 +21,7 @@ from .validation import (
     check_shape,
     check_tensor,
 )
+from .varlen import check_lengths, run_segments
 
 
 def _dense_supports(hidden_size: int, dtype: torch.dtype, device: torch.device):
@@ -52,6 +53,12 @@ def _check_recurrent_args(reference, reference_name, B, H, weight_hh, h0, nonlin
     return nl
 
 
+def ragged_by_segments(chosen: str, lengths, checkpoint_every) -> bool:
+    """Whether a ragged batch runs in segments of plain calls (trit_rnn.varlen.run_segments): on the
+    torch backend, and with checkpointing on either; else lengths go to the Triton kernels."""
+    return lengths is not None and (chosen != "triton" or checkpoint_every is not None)
+
+
 def _choose_backend(op: str, backend: str, reference: torch.Tensor, H: int) -> str:
     dispatch.parse_backend(backend)
     chosen, reason = dispatch.resolve_backend(
@@ -71,6 +78,7 @@ def dense_recurrence(
     eps=1e-5,
     backend="auto",
     checkpoint_every=None,
+    lengths=None,
 ):
     """The dense recurrence z_t = pre_t + h_{t-1} @ weight_hh.T, h_t = f(z_t), t = 1..T, real or complex.
 
@@ -94,6 +102,10 @@ def dense_recurrence(
             states; to avoid keeping pre as well, use dense_rnn or the modules, which recompute
             pre from the layer input. Complex inputs support it the same way (the complex modReLU
             backward keeps pre anyway, to recompute the pre-activations).
+        lengths: None, or one length per sequence in [1, T] (a 1-D integer tensor on any device,
+            or a list of ints): a padded batch. Past its end a sequence's state stays unchanged and
+            its outputs are zero; h_n holds each sequence's state at its own last step, and
+            gradients are those of running each sequence alone (see trit_rnn.varlen).
 
     Returns:
         (outputs [T, B, H] = h_1..h_T, h_n [B, H] = h_T), in pre's dtype. bfloat16/float16 inputs
@@ -113,18 +125,45 @@ def dense_recurrence(
             eps=eps,
             backend=backend,
             checkpoint_every=checkpoint_every,
+            lengths=lengths,
         )
     for value, argument in ((weight_hh, "weight_hh"), (h0, "h0"), (act_bias, "act_bias")):
         check_same_kind(value, argument, pre, "pre [T, B, H]")
     nl = _check_recurrent_args(pre, "pre [T, B, H]", B, H, weight_hh, h0, nonlinearity, act_bias)
     check_eps(eps)
     check_checkpoint_every(checkpoint_every)
+    lengths = check_lengths(lengths, T, B)
     chosen = _choose_backend("dense_recurrence", backend, pre, H)
+    if ragged_by_segments(chosen, lengths, checkpoint_every):
+        return _dense_by_segments(
+            pre, None, None, weight_hh, h0, act_bias, nl, chosen, checkpoint_every, lengths
+        )
+    return _dense_call(pre, None, None, weight_hh, h0, act_bias, nl, chosen, checkpoint_every, lengths)
+
+
+def _dense_call(x, weight_ih, bias_ih, weight_hh, h0, act_bias, nl, chosen, checkpoint_every, lengths):
+    """One Elman layer's op call (x is pre itself without weight_ih); lengths for the kernels only."""
     if checkpoint_every is None:
-        return _dense_ops.dense_recurrence_op(pre, weight_hh, h0, act_bias, nl.value, chosen)
+        # under autocast F.linear's output is the autocast dtype: the recurrence keeps x's
+        pre = x if weight_ih is None else F.linear(x, weight_ih, bias_ih).to(x.dtype)  # [T, B, H]
+        lengths = lengths.to(pre.device) if lengths is not None else None
+        return _dense_ops.dense_recurrence_op(pre, weight_hh, h0, act_bias, lengths, nl.value, chosen)
     outputs, h_n, _ = _checkpointed_ops.dense_rnn_checkpointed_op(
-        pre, None, None, weight_hh, h0, act_bias, nl.value, chosen, checkpoint_every
+        x, weight_ih, bias_ih, weight_hh, h0, act_bias, nl.value, chosen, checkpoint_every
     )
+    return outputs, h_n
+
+
+def _dense_by_segments(x, weight_ih, bias_ih, weight_hh, h0, act_bias, nl, chosen, checkpoint_every, lengths):
+    def run(chunk, states):
+        outputs, h_n = _dense_call(
+            chunk, weight_ih, bias_ih, weight_hh, states[0], act_bias, nl, chosen, checkpoint_every, None
+        )
+        return outputs, (h_n,)
+
+    if checkpoint_every is None and weight_ih is not None:
+        x, weight_ih, bias_ih = F.linear(x, weight_ih, bias_ih).to(x.dtype), None, None  # one GEMM
+    outputs, (h_n,) = run_segments(run, x, (h0,), lengths)
     return outputs, h_n
 
 
@@ -161,13 +200,14 @@ def dense_rnn(
     act_bias=None,
     backend="auto",
     checkpoint_every=None,
+    lengths=None,
 ):
     """One Elman layer: pre_t = x_t @ weight_ih.T + bias_ih, then dense_recurrence(pre, ...).
 
     Args:
         x: [T, B, I] layer input.
         weight_ih: [H, I] input weights; bias_ih: [H] or None.
-        weight_hh, h0, nonlinearity, act_bias, backend: as in dense_recurrence.
+        weight_hh, h0, nonlinearity, act_bias, backend, lengths: as in dense_recurrence.
         checkpoint_every: None, or K >= 1: gradient checkpointing. The forward keeps x, the weights,
             h0 and every K-th state for the backward (not the outputs, not pre); the backward
             recomputes each segment of K steps (pre and states) from its saved state, which costs
@@ -197,11 +237,7 @@ def dense_rnn(
         x, "x [T, B, I] and weight_ih [H, I]", B, H, weight_hh, h0, nonlinearity, act_bias
     )
     check_checkpoint_every(checkpoint_every)
+    lengths = check_lengths(lengths, T, B)
     chosen = _choose_backend("dense_rnn", backend, x, H)
-    if checkpoint_every is None:
-        pre = F.linear(x, weight_ih, bias_ih)  # [T, B, H]
-        return _dense_ops.dense_recurrence_op(pre, weight_hh, h0, act_bias, nl.value, chosen)
-    outputs, h_n, _ = _checkpointed_ops.dense_rnn_checkpointed_op(
-        x, weight_ih, bias_ih, weight_hh, h0, act_bias, nl.value, chosen, checkpoint_every
-    )
-    return outputs, h_n
+    call = _dense_by_segments if ragged_by_segments(chosen, lengths, checkpoint_every) else _dense_call
+    return call(x, weight_ih, bias_ih, weight_hh, h0, act_bias, nl, chosen, checkpoint_every, lengths)

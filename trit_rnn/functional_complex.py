@@ -18,6 +18,7 @@ from .validation import (
     check_tensor,
     describe,
 )
+from .varlen import check_lengths, run_segments
 
 COMPLEX_NONLINEARITIES = (Nonlinearity.IDENTITY, Nonlinearity.MODRELU)
 
@@ -85,18 +86,40 @@ def _choose_backend(backend: str, pre: torch.Tensor) -> str:
     return chosen
 
 
-def complex_dense_recurrence(pre, weight_hh, h0, *, nonlinearity, act_bias, eps, backend, checkpoint_every):
+def complex_dense_recurrence(
+    pre, weight_hh, h0, *, nonlinearity, act_bias, eps, backend, checkpoint_every, lengths=None
+):
     """functional.dense_recurrence for complex pre [T, B, H] (already checked to be a non-empty 3-D
     complex tensor); see its docstring."""
+    from .functional import ragged_by_segments
+
     nl = _check_complex_args(pre, weight_hh, h0, nonlinearity, act_bias)
     eps = check_eps(eps)
     check_checkpoint_every(checkpoint_every)
+    lengths = check_lengths(lengths, pre.shape[0], pre.shape[1])
     chosen = _choose_backend(backend, pre)
     # Lazily conjugated inputs (x.conj()) are materialised: backends read the planes directly.
     pre, weight_hh = pre.resolve_conj(), weight_hh.resolve_conj()
     h0 = h0.resolve_conj() if h0 is not None else None
+    if ragged_by_segments(chosen, lengths, checkpoint_every):
+
+        def run(chunk, states):
+            outputs, h_n = _complex_call(
+                chunk, weight_hh, states[0], act_bias, nl, eps, chosen, checkpoint_every
+            )
+            return outputs, (h_n,)
+
+        outputs, (h_n,) = run_segments(run, pre, (h0,), lengths)
+        return outputs, h_n
+    lengths = lengths.to(pre.device) if lengths is not None else None
+    return _complex_call(pre, weight_hh, h0, act_bias, nl, eps, chosen, checkpoint_every, lengths)
+
+
+def _complex_call(pre, weight_hh, h0, act_bias, nl, eps, chosen, checkpoint_every, lengths=None):
     if checkpoint_every is None:
-        return _complex_ops.complex_dense_recurrence_op(pre, weight_hh, h0, act_bias, nl.value, eps, chosen)
+        return _complex_ops.complex_dense_recurrence_op(
+            pre, weight_hh, h0, act_bias, lengths, nl.value, eps, chosen
+        )
     outputs, h_n, _ = _checkpointed_ops.complex_dense_recurrence_checkpointed_op(
         pre, weight_hh, h0, act_bias, nl.value, eps, chosen, checkpoint_every
     )

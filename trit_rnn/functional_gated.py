@@ -10,6 +10,7 @@ from .autograd import gated as _gated_ops
 from .backends.torch_deep import DEEP_NONLINEARITIES
 from .nonlinearity import Nonlinearity
 from .validation import check_same, check_shape, check_tensor
+from .varlen import check_lengths, run_segments
 
 GATES = {"lstm": 4, "gru": 3}
 
@@ -62,7 +63,18 @@ def _choose_backend(cell: str, backend: str, pre: torch.Tensor, H: int, **shape)
     return chosen
 
 
-def lstm_recurrence(pre, weight_hh, h0=None, c0=None, *, backend="auto"):
+def _ragged(lengths, pre: torch.Tensor, chosen: str):
+    """(checked lengths or None, whether they run in segments): the kernels take them, the torch
+    backend runs segments of plain calls (trit_rnn.varlen)."""
+    lengths = check_lengths(lengths, pre.shape[0], pre.shape[1])
+    if lengths is None:
+        return None, False
+    if chosen == "triton":
+        return lengths.to(pre.device), False
+    return lengths, True
+
+
+def lstm_recurrence(pre, weight_hh, h0=None, c0=None, *, backend="auto", lengths=None):
     """The LSTM recurrence, gate order (i, f, g, o) as torch.nn.LSTM:
     a_t = pre_t + h_{t-1} @ weight_hh^T; c_t = f c_{t-1} + i g; h_t = o tanh(c_t).
 
@@ -70,18 +82,29 @@ def lstm_recurrence(pre, weight_hh, h0=None, c0=None, *, backend="auto"):
         pre: [T, B, 4H] input projection of every step, both biases included (x W_ih^T + b_ih + b_hh).
         weight_hh: [4H, H]. h0, c0: [B, H] initial states, zeros when None.
         backend: "auto", "torch" or "triton" (see trit_rnn.dispatch).
+        lengths: None or one length per sequence in [1, T]: a padded batch, as in
+            functional.dense_recurrence (both states stay unchanged past a sequence's end).
 
     Returns:
         (outputs [T, B, H], h_n [B, H], c_n [B, H]) in pre's dtype.
     """
     H = _check_gated("lstm", pre, weight_hh, {"h0": h0, "c0": c0})
     chosen = _choose_backend("lstm", backend, pre, H)
-    outputs, h_n, c_n, _, _ = _gated_ops.lstm_recurrence_op(pre, weight_hh, h0, c0, chosen)
+    lengths, by_segments = _ragged(lengths, pre, chosen)
+
+    def run(chunk, states, lengths=None):
+        outputs, h_n, c_n, _, _ = _gated_ops.lstm_recurrence_op(chunk, weight_hh, *states, lengths, chosen)
+        return outputs, (h_n, c_n)
+
+    if by_segments:
+        outputs, (h_n, c_n) = run_segments(run, pre, (h0, c0), lengths)
+    else:
+        outputs, (h_n, c_n) = run(pre, (h0, c0), lengths)
     return outputs, h_n, c_n
 
 
 def gru_recurrence(
-    pre, weight_hh, bias_hh=None, h0=None, *, nonlinearity="tanh", act_bias=None, backend="auto"
+    pre, weight_hh, bias_hh=None, h0=None, *, nonlinearity="tanh", act_bias=None, backend="auto", lengths=None
 ):
     """The GRU recurrence, gate order (r, z, n) as torch.nn.GRU (reset after the recurrent product):
     q_t = h_{t-1} @ weight_hh^T + bias_hh; r, z = sigmoid(pre + q); n = f(pre_n + r q_n);
@@ -95,6 +118,8 @@ def gru_recurrence(
             "relu" or "identity".
         act_bias: [H] modReLU bias; required for "modrelu", rejected otherwise.
         backend: "auto", "torch" or "triton" (see trit_rnn.dispatch).
+        lengths: None or one length per sequence in [1, T]: a padded batch, as in
+            functional.dense_recurrence.
 
     Returns:
         (outputs [T, B, H], h_n [B, H]) in pre's dtype.
@@ -116,12 +141,23 @@ def gru_recurrence(
     elif act_bias is not None:
         raise ValueError(f'act_bias is used only with nonlinearity="modrelu"; got nonlinearity={nl.value!r}')
     chosen = _choose_backend("gru", backend, pre, H)
-    outputs, h_n, _, _ = _gated_ops.gru_recurrence_op(pre, weight_hh, bias_hh, h0, act_bias, nl.value, chosen)
+    lengths, by_segments = _ragged(lengths, pre, chosen)
+
+    def run(chunk, states, lengths=None):
+        outputs, h_n, _, _ = _gated_ops.gru_recurrence_op(
+            chunk, weight_hh, bias_hh, states[0], act_bias, lengths, nl.value, chosen
+        )
+        return outputs, (h_n,)
+
+    if by_segments:
+        outputs, (h_n,) = run_segments(run, pre, (h0,), lengths)
+    else:
+        outputs, (h_n,) = run(pre, (h0,), lengths)
     return outputs, h_n
 
 
 def deep_transition_recurrence(
-    pre, weight_hh, weights_deep, biases_deep, h0=None, *, nonlinearity="tanh", backend="auto"
+    pre, weight_hh, weights_deep, biases_deep, h0=None, *, nonlinearity="tanh", backend="auto", lengths=None
 ):
     """The deep-transition recurrence (Pascanu et al. 2013): D = len(weights_deep) + 1 layers between
     h_{t-1} and h_t, with a shortcut from h_{t-1} and x_t to the top layer when pre is [T, B, 2H]:
@@ -136,6 +172,8 @@ def deep_transition_recurrence(
         h0: [B, H], zeros when None.
         nonlinearity: "tanh", "relu" or "identity".
         backend: "auto", "torch" or "triton" (see trit_rnn.dispatch).
+        lengths: None or one length per sequence in [1, T]: a padded batch, as in
+            functional.dense_recurrence.
 
     Returns:
         (outputs [T, B, H], h_n [B, H]) in pre's dtype.
@@ -170,7 +208,16 @@ def deep_transition_recurrence(
     chosen = _choose_backend(
         "deep_transition", backend, pre, H, depth=depth_minus_one + 1, shortcut=width == 2 * H
     )
-    outputs, h_n, _ = _deep_ops.deep_recurrence_op(
-        pre, weight_hh, weights_deep, biases_deep, h0, nl.value, chosen
-    )
+    lengths, by_segments = _ragged(lengths, pre, chosen)
+
+    def run(chunk, states, lengths=None):
+        outputs, h_n, _ = _deep_ops.deep_recurrence_op(
+            chunk, weight_hh, weights_deep, biases_deep, states[0], lengths, nl.value, chosen
+        )
+        return outputs, (h_n,)
+
+    if by_segments:
+        outputs, (h_n,) = run_segments(run, pre, (h0,), lengths)
+    else:
+        outputs, (h_n,) = run(pre, (h0,), lengths)
     return outputs, h_n

@@ -10,6 +10,10 @@ whole (padded) hidden dimension, stages the D (+1 with the shortcut) transposed 
 matrix, the layers one after the other. It stores h_t and, for the backward, the intermediate
 layers s^1_t..s^{D-1}_t in the state dtype. DEPTH (1..4) and SHORTCUT are constexprs: the layer
 chain is unrolled, and the operators of absent layers alias present ones (never used).
+
+Variable lengths (HAS_LENGTHS): row b is active at step t (0-based) iff t < lengths[b]. An inactive
+row keeps its state h and writes exactly 0 as its output and its layers, so h_n is the state after
+the row's last active step. The mask is per row, [BLOCK_B, 1], inside the one time loop.
 """
 
 import triton
@@ -17,6 +21,7 @@ import triton.language as tl
 
 from ..activations import activate
 from ..dense.forward import _split_columns, _split_rows, load_operator, operator_dot, program_tile
+from ..lengths import row_lengths
 
 
 @triton.jit
@@ -112,15 +117,21 @@ def _layer_up(
     b,
     s_ptrs,
     mask,
+    active,
     ACTIVATION: tl.constexpr,
+    HAS_LENGTHS: tl.constexpr,
     HALVES: tl.constexpr,
     LEVELS: tl.constexpr,
     PRECISION: tl.constexpr,
 ):
-    """One layer up the chain: s = f(a) is stored at s_ptrs; returns s @ W^T + b (w_lo/w_hi: W^T as
-    load_operator staged it). a: [BLOCK_B, BLOCK_H] in the state dtype."""
+    """One layer up the chain: s = f(a) is stored at s_ptrs (exactly 0 for the rows not active, with
+    HAS_LENGTHS; active [BLOCK_B, 1]); returns s @ W^T + b (w_lo/w_hi: W^T as load_operator staged
+    it). a: [BLOCK_B, BLOCK_H] in the state dtype."""
     s = activate(a, 0.0, ACTIVATION)  # [BLOCK_B, BLOCK_H]
-    tl.store(s_ptrs, s.to(s_ptrs.dtype.element_ty), mask=mask)
+    if HAS_LENGTHS:
+        tl.store(s_ptrs, tl.where(active, s, 0.0).to(s_ptrs.dtype.element_ty), mask=mask)
+    else:
+        tl.store(s_ptrs, s.to(s_ptrs.dtype.element_ty), mask=mask)
     s_in = s.to(w_lo.dtype)  # [BLOCK_B, BLOCK_H]
     sw = operator_dot(s_in, w_lo, w_hi, HALVES, LEVELS, PRECISION, a.dtype)  # [BLOCK_B, BLOCK_H]
     return sw + b  # [BLOCK_B, BLOCK_H]
@@ -138,6 +149,7 @@ def deep_fwd_kernel(
     out_ptr,  # [T, B, H] storage dtype: h_1..h_T
     hn_ptr,  # [B, H] storage dtype
     layers_ptr,  # [D-1, T, B, H] state dtype: s^1..s^{D-1} of every step (written when DEPTH > 1)
+    lengths_ptr,  # [B] int32 (read only when HAS_LENGTHS)
     T,
     B,
     H,
@@ -166,6 +178,7 @@ def deep_fwd_kernel(
     DEPTH: tl.constexpr,
     SHORTCUT: tl.constexpr,
     HAS_H0: tl.constexpr,
+    HAS_LENGTHS: tl.constexpr,
     STATE_FP64: tl.constexpr,
     DOT_PRECISION: tl.constexpr,
     SPLIT_K_LEVELS: tl.constexpr,
@@ -213,7 +226,17 @@ def deep_fwd_kernel(
     pre_s_t_ptr = pre_s_ptr
     out_t_ptr = out_ptr
     layers_t_ptr = layers_ptr
-    for _ in range(T):
+    if HAS_LENGTHS:
+        lengths = row_lengths(lengths_ptr, rows, B)  # [BLOCK_B, 1], loaded once
+    for t in range(T):
+        if HAS_LENGTHS:
+            active = t < lengths  # [BLOCK_B, 1]
+        else:
+            active = mask  # [BLOCK_B, BLOCK_H] (unused)
+        # pre is read for inactive rows too: whatever it holds there (NaN included) reaches only
+        # that row's h_new and layers, which tl.where discards (a select, not a product). Masking
+        # these loads by `active` costs registers on sm_90 (bf16 H=128, depth 2 + shortcut: 218
+        # against 156).
         p = tl.load((pre_t_ptr + pre_rows) + pre_cols, mask=mask, other=0.0)  # [BLOCK_B, BLOCK_H]
         # The state stays in fp32/fp64; for 16-bit storage it is rounded to W's dtype only as the
         # dot operand (fp32 accumulation).
@@ -233,25 +256,31 @@ def deep_fwd_kernel(
         l_ptr = layers_t_ptr
         if DEPTH >= 2:
             a = _layer_up(
-                a, w2_lo, w2_hi, b2, (l_ptr + layer_rows) + layer_cols, mask,
-                ACTIVATION, W_HALVES, SPLIT_K_LEVELS, DOT_PRECISION,
+                a, w2_lo, w2_hi, b2, (l_ptr + layer_rows) + layer_cols, mask, active,
+                ACTIVATION, HAS_LENGTHS, W_HALVES, SPLIT_K_LEVELS, DOT_PRECISION,
             )  # [BLOCK_B, BLOCK_H]: a^2  # fmt: skip
             l_ptr += stride_layers_l
         if DEPTH >= 3:
             a = _layer_up(
-                a, w3_lo, w3_hi, b3, (l_ptr + layer_rows) + layer_cols, mask,
-                ACTIVATION, W_HALVES, SPLIT_K_LEVELS, DOT_PRECISION,
+                a, w3_lo, w3_hi, b3, (l_ptr + layer_rows) + layer_cols, mask, active,
+                ACTIVATION, HAS_LENGTHS, W_HALVES, SPLIT_K_LEVELS, DOT_PRECISION,
             )  # [BLOCK_B, BLOCK_H]: a^3  # fmt: skip
             l_ptr += stride_layers_l
         if DEPTH >= 4:
             a = _layer_up(
-                a, w4_lo, w4_hi, b4, (l_ptr + layer_rows) + layer_cols, mask,
-                ACTIVATION, W_HALVES, SPLIT_K_LEVELS, DOT_PRECISION,
+                a, w4_lo, w4_hi, b4, (l_ptr + layer_rows) + layer_cols, mask, active,
+                ACTIVATION, HAS_LENGTHS, W_HALVES, SPLIT_K_LEVELS, DOT_PRECISION,
             )  # [BLOCK_B, BLOCK_H]: a^4  # fmt: skip
         if SHORTCUT:
             a += top  # [BLOCK_B, BLOCK_H]
-        h = activate(a, 0.0, ACTIVATION)  # [BLOCK_B, BLOCK_H]: h_t = s^D_t
-        tl.store((out_t_ptr + out_rows) + out_cols, h.to(out_ptr.dtype.element_ty), mask=mask)
+        h_new = activate(a, 0.0, ACTIVATION)  # [BLOCK_B, BLOCK_H]: h_t = s^D_t
+        if HAS_LENGTHS:
+            # Inactive rows carry h and write an output of exactly 0.
+            h = tl.where(active, h_new, h)  # [BLOCK_B, BLOCK_H]
+            h_new = tl.where(active, h_new, 0.0)  # [BLOCK_B, BLOCK_H]
+        else:
+            h = h_new  # [BLOCK_B, BLOCK_H]
+        tl.store((out_t_ptr + out_rows) + out_cols, h_new.to(out_ptr.dtype.element_ty), mask=mask)
         pre_t_ptr += stride_pre_t
         pre_s_t_ptr += stride_pre_t
         out_t_ptr += stride_out_t

@@ -2,7 +2,7 @@
 pick a config, compute the grid, pass the strides. No maths here (see forward.py, backward.py).
 
 The two entry points implement the contract stated at the top of trit_rnn/backends/torch_deep.py
-with the same signatures and results (plus an optional keyword-only launch config):
+with the same signatures and results (plus keyword-only variable lengths and launch config):
 
     deep_forward(pre, weight_hh, weights_deep, biases_deep, h0, nonlinearity) -> (outputs, h_n, layers)
     deep_backward(grad_out, grad_hn, outputs, layers, h0, weight_hh, weights_deep, nonlinearity)
@@ -12,6 +12,12 @@ The depth D = weights_deep.shape[0] + 1 (1..MAX_DEPTH) and the shortcut (pre [T,
 constexprs of the kernels. With the shortcut, the two halves of pre and d_pre and the two blocks of
 weight_hh [W_1; S] are passed as separate views (no copies). Tiling, K-chunking and W staging follow
 the dense family (kernels/dense/launch.py), applied to each of the D (+1) on-chip matrices.
+
+lengths (keyword-only): None, or an integer tensor [B] (int32 or int64) on the data's device, each
+value in [1, T] (validated upstream), as in the gated family (kernels/gated/launch.py): row b is
+active at step t iff t < lengths[b]; an inactive row keeps h and writes exactly 0 in outputs and
+layers; the backward ignores grad_out there, applies grad_hn at the row's last active step and
+writes exactly 0 in d_pre and d_layers. lengths=None launches the kernels without the masking.
 
 Without a depth (supports), the budget assumes the largest supported one, MAX_DEPTH with the
 shortcut; the family's ahead-of-time and autotune reports (compile_specs, estimate_*, budget,
@@ -39,6 +45,7 @@ from ..dense.launch import (
 )
 from ..dense.launch import autotune_key as _dense_autotune_key
 from ..dense.launch import candidate_configs as _dense_candidate_configs
+from ..lengths import check_lengths, lengths_arg
 from ..specs import CompileSpec, Config
 from .backward import deep_bwd_kernel
 from .forward import deep_fwd_kernel
@@ -245,9 +252,9 @@ def budget(
     )
 
 
-def _choose_config(kernel_name, tensor, hidden_size, batch, depth, shortcut, run) -> Config:
+def _choose_config(kernel_name, tensor, hidden_size, batch, depth, shortcut, run, ragged=False) -> Config:
     return autotune.choose_for_launch(
-        kernel_name,
+        autotune.variant_name(kernel_name, ragged),
         KERNELS[kernel_name],
         autotune_key(hidden_size, batch, tensor.dtype, depth=depth, shortcut=shortcut),
         candidate_configs(),
@@ -259,11 +266,13 @@ def _choose_config(kernel_name, tensor, hidden_size, batch, depth, shortcut, run
     )
 
 
-def _launch(kernel_name, run, tensor, hidden_size, batch, depth, shortcut, config: Config | None) -> None:
+def _launch(
+    kernel_name, run, tensor, hidden_size, batch, depth, shortcut, config: Config | None, ragged: bool
+) -> None:
     if run is None:
         return
     if config is None:
-        config = _choose_config(kernel_name, tensor, hidden_size, batch, depth, shortcut, run)
+        config = _choose_config(kernel_name, tensor, hidden_size, batch, depth, shortcut, run, ragged)
     _check_config(config)
     run(config)
 
@@ -318,7 +327,7 @@ def _halves(x: torch.Tensor, H: int, shortcut: bool, dim: int = -1) -> tuple[tor
 # forward
 
 
-def _forward_launch(pre, weight_hh, weights_deep, biases_deep, h0, nonlinearity: str):
+def _forward_launch(pre, weight_hh, weights_deep, biases_deep, h0, nonlinearity: str, lengths=None):
     """(run, outputs, h_n, layers, depth, shortcut): run(config) launches the forward kernel and
     returns what the launch returns; run is None when there is nothing to compute (h_n is then set)."""
     code = _nonlinearity_code(nonlinearity)
@@ -340,6 +349,7 @@ def _forward_launch(pre, weight_hh, weights_deep, biases_deep, h0, nonlinearity:
             f"biases_deep must be [{depth - 1}, {H}] on {pre.device}, got {tuple(biases_deep.shape)}"
         )
     _check_state(h0, "h0", B, H)
+    check_lengths(lengths, B, pre.device)
 
     state_dtype = _state_dtype(pre.dtype)
     device = pre.device
@@ -363,10 +373,11 @@ def _forward_launch(pre, weight_hh, weights_deep, biases_deep, h0, nonlinearity:
     w_1, w_s = _halves(weight_hh, H, shortcut, dim=0)
     if w_1.stride() != w_s.stride():  # a view of one tensor: always equal
         raise ValueError("weight_hh's two blocks must share strides")
+    lengths_ptr = lengths_arg(lengths, device)
 
     def run(cfg: Config):
         return deep_fwd_kernel[(triton.cdiv(B, cfg.block_b),)](
-            pre_1, pre_s, w_1, w_s, wd_arg, bd_arg, h0_arg, outputs, h_n, layers_arg,
+            pre_1, pre_s, w_1, w_s, wd_arg, bd_arg, h0_arg, outputs, h_n, layers_arg, lengths_ptr,
             T, B, H,
             *pre_1.stride(),
             *w_1.stride(),
@@ -380,6 +391,7 @@ def _forward_launch(pre, weight_hh, weights_deep, biases_deep, h0, nonlinearity:
             DEPTH=depth,
             SHORTCUT=shortcut,
             HAS_H0=h0 is not None,
+            HAS_LENGTHS=lengths is not None,
             STATE_FP64=state_dtype == torch.float64,
             **_tile_constexprs(H, pre.dtype, cfg),
             num_warps=cfg.num_warps,
@@ -390,14 +402,25 @@ def _forward_launch(pre, weight_hh, weights_deep, biases_deep, h0, nonlinearity:
 
 
 def deep_forward(
-    pre, weight_hh, weights_deep, biases_deep, h0, nonlinearity, *, config: Config | None = None
+    pre,
+    weight_hh,
+    weights_deep,
+    biases_deep,
+    h0,
+    nonlinearity,
+    *,
+    lengths: torch.Tensor | None = None,
+    config: Config | None = None,
 ):
     """The deep-transition forward of the contract (trit_rnn/backends/torch_deep.py): outputs
-    [T, B, H] and h_n [B, H] in pre's dtype, layers [D-1, T, B, H] = s^1..s^{D-1} in the state dtype."""
+    [T, B, H] and h_n [B, H] in pre's dtype, layers [D-1, T, B, H] = s^1..s^{D-1} in the state dtype.
+    lengths: variable lengths (module docstring)."""
     run, outputs, h_n, layers, depth, shortcut = _forward_launch(
-        pre, weight_hh, weights_deep, biases_deep, h0, nonlinearity
+        pre, weight_hh, weights_deep, biases_deep, h0, nonlinearity, lengths
     )
-    _launch("deep_fwd", run, pre, outputs.shape[2], outputs.shape[1], depth, shortcut, config)
+    _launch(
+        "deep_fwd", run, pre, outputs.shape[2], outputs.shape[1], depth, shortcut, config, lengths is not None
+    )
     return outputs, h_n, layers
 
 
@@ -405,7 +428,9 @@ def deep_forward(
 # backward
 
 
-def _backward_launch(grad_out, grad_hn, outputs, layers, h0, weight_hh, weights_deep, nonlinearity: str):
+def _backward_launch(
+    grad_out, grad_hn, outputs, layers, h0, weight_hh, weights_deep, nonlinearity: str, lengths=None
+):
     """(run, d_pre, d_layers, dh0, depth, shortcut) as _forward_launch, for the backward kernel."""
     code = _nonlinearity_code(nonlinearity)
     if outputs.dim() != 3 or weight_hh.dim() != 2:
@@ -431,6 +456,7 @@ def _backward_launch(grad_out, grad_hn, outputs, layers, h0, weight_hh, weights_
         )
     _check_state(grad_hn, "grad_hn", B, H)
     _check_state(h0, "h0", B, H)
+    check_lengths(lengths, B, outputs.device)
 
     device = outputs.device
     d_pre = torch.empty((T, B, (2 if shortcut else 1) * H), dtype=state_dtype, device=device)
@@ -446,10 +472,12 @@ def _backward_launch(grad_out, grad_hn, outputs, layers, h0, weight_hh, weights_
     layers_arg, layers_strides = (layers, layers.stride()) if deep else (dh0, (0, 0, 0, 0))
     d_pre_1, d_pre_s = _halves(d_pre, H, shortcut)
     w_1, w_s = _halves(weight_hh, H, shortcut, dim=0)
+    lengths_ptr = lengths_arg(lengths, device)
 
     def run(cfg: Config):
         return deep_bwd_kernel[(triton.cdiv(B, cfg.block_b),)](
             grad_out, ghn_arg, outputs, layers_arg, w_1, w_s, wd_arg, d_pre_1, d_pre_s, d_layers, dh0,
+            lengths_ptr,
             T, B, H,
             *grad_out.stride(),
             *ghn_strides,
@@ -464,6 +492,7 @@ def _backward_launch(grad_out, grad_hn, outputs, layers, h0, weight_hh, weights_
             DEPTH=depth,
             SHORTCUT=shortcut,
             HAS_GRAD_HN=grad_hn is not None,
+            HAS_LENGTHS=lengths is not None,
             **_tile_constexprs(H, outputs.dtype, cfg),
             num_warps=cfg.num_warps,
             num_stages=cfg.num_stages,
@@ -482,15 +511,27 @@ def deep_backward(
     weights_deep,
     nonlinearity,
     *,
+    lengths: torch.Tensor | None = None,
     config: Config | None = None,
 ):
     """The deep-transition backward of the contract (trit_rnn/backends/torch_deep.py): d_pre
     [T, B, H or 2H] = (d a^1 [, d a^D]), d_layers [D, T, B, H] = d a^1..d a^D and dh0 [B, H], in the
-    state dtype. h0 is not read (it enters the weight gradient only, which the caller computes)."""
+    state dtype. h0 is not read (it enters the weight gradient only, which the caller computes).
+    lengths: those of the forward (module docstring)."""
     run, d_pre, d_layers, dh0, depth, shortcut = _backward_launch(
-        grad_out, grad_hn, outputs, layers, h0, weight_hh, weights_deep, nonlinearity
+        grad_out, grad_hn, outputs, layers, h0, weight_hh, weights_deep, nonlinearity, lengths
     )
-    _launch("deep_bwd", run, outputs, outputs.shape[2], outputs.shape[1], depth, shortcut, config)
+    _launch(
+        "deep_bwd",
+        run,
+        outputs,
+        outputs.shape[2],
+        outputs.shape[1],
+        depth,
+        shortcut,
+        config,
+        lengths is not None,
+    )
     return d_pre, d_layers, dh0
 
 
@@ -535,11 +576,13 @@ def compile_specs(
     depth: int = DEFAULT_DEPTH,
     shortcut: bool = DEFAULT_SHORTCUT,
     nonlinearity: str = "tanh",
+    lengths: bool = False,
 ):
     """One CompileSpec per kernel ("deep_fwd", "deep_bwd") for triton.compile(ASTSource(...)).
 
     The specs describe the common launch: h0 and grad_hn given, grad_out in the storage dtype,
-    every size and stride a 32-bit integer (the kernels widen to int64 themselves).
+    every size and stride a 32-bit integer (the kernels widen to int64 themselves). lengths: the
+    variable-length variants (HAS_LENGTHS, int32 lengths); meta["lengths"] says which.
     """
     code = _nonlinearity_code(nonlinearity)
     _check_depth(depth)
@@ -555,6 +598,7 @@ def compile_specs(
         "gates": depth + int(bool(shortcut)),  # matrices multiplied per step (perf/gpu_model.py)
         "config": config.label(),
         "BLOCK_H": block_h,
+        "lengths": bool(lengths),
     }
 
     def strides(*names):
@@ -563,7 +607,7 @@ def compile_specs(
     fwd_signature = {
         "pre_ptr": storage, "pre_s_ptr": storage, "w_ptr": storage, "s_ptr": storage,
         "wd_ptr": storage, "bd_ptr": storage, "h0_ptr": state, "out_ptr": storage, "hn_ptr": storage,
-        "layers_ptr": state,
+        "layers_ptr": state, "lengths_ptr": "*i32",
         "T": "i32", "B": "i32", "H": "i32",
         **strides("pre_t", "pre_b", "pre_h", "w_row", "w_col", "wd_l", "wd_row", "wd_col", "bd_l", "bd_h",
                   "h0_b", "h0_h", "out_t", "out_b", "out_h", "hn_b", "hn_h",
@@ -574,6 +618,7 @@ def compile_specs(
         "DEPTH": depth,
         "SHORTCUT": bool(shortcut),
         "HAS_H0": True,
+        "HAS_LENGTHS": bool(lengths),
         "STATE_FP64": dtype == torch.float64,
         **_tile_constexprs(hidden_size, dtype, config),
     }
@@ -581,6 +626,7 @@ def compile_specs(
         "grad_out_ptr": storage, "grad_hn_ptr": storage, "out_ptr": storage, "layers_ptr": state,
         "w_ptr": storage, "s_ptr": storage, "wd_ptr": storage,
         "d_pre_ptr": state, "d_pre_s_ptr": state, "d_layers_ptr": state, "dh0_ptr": state,
+        "lengths_ptr": "*i32",
         "T": "i32", "B": "i32", "H": "i32",
         **strides("go_t", "go_b", "go_h", "ghn_b", "ghn_h", "out_t", "out_b", "out_h",
                   "layers_l", "layers_t", "layers_b", "layers_h", "w_row", "w_col",
@@ -592,6 +638,7 @@ def compile_specs(
         "DEPTH": depth,
         "SHORTCUT": bool(shortcut),
         "HAS_GRAD_HN": True,
+        "HAS_LENGTHS": bool(lengths),
         **_tile_constexprs(hidden_size, dtype, config),
     }
     return [

@@ -2,12 +2,17 @@
 
 One program owns BLOCK_B batch rows and the whole (padded) hidden dimension, loads W^T once and
 walks all T steps in a single launch.
+
+Variable lengths (HAS_LENGTHS): row b is active at step t (0-based) iff t < lengths[b]. An inactive
+row keeps its state and writes an output of exactly 0, so h_n is the state after the row's last
+active step. The mask is per row, [BLOCK_B, 1], inside the one time loop.
 """
 
 import triton
 import triton.language as tl
 
 from ..activations import activate
+from ..lengths import row_lengths
 
 
 @triton.jit
@@ -111,6 +116,7 @@ def dense_fwd_kernel(
     act_bias_ptr,  # [H] state dtype (read only for modrelu)
     out_ptr,  # [T, B, H] storage dtype
     hn_ptr,  # [B, H] storage dtype
+    lengths_ptr,  # [B] int32 (read only when HAS_LENGTHS)
     T,
     B,
     H,
@@ -128,6 +134,7 @@ def dense_fwd_kernel(
     stride_hn_h,
     ACTIVATION: tl.constexpr,
     HAS_H0: tl.constexpr,
+    HAS_LENGTHS: tl.constexpr,
     STATE_FP64: tl.constexpr,
     DOT_PRECISION: tl.constexpr,
     SPLIT_K_LEVELS: tl.constexpr,
@@ -165,8 +172,17 @@ def dense_fwd_kernel(
     # t * stride product.
     pre_t_ptr = pre_ptr
     out_t_ptr = out_ptr
-    for _ in range(T):
-        p = tl.load((pre_t_ptr + pre_rows) + pre_cols, mask=mask, other=0.0)  # [BLOCK_B, BLOCK_H]
+    if HAS_LENGTHS:
+        lengths = row_lengths(lengths_ptr, rows, B)  # [BLOCK_B, 1], loaded once
+    for t in range(T):
+        if HAS_LENGTHS:
+            active = t < lengths  # [BLOCK_B, 1]
+            # pre of an inactive row is not needed: not read.
+            p = tl.load(
+                (pre_t_ptr + pre_rows) + pre_cols, mask=mask & active, other=0.0
+            )  # [BLOCK_B, BLOCK_H]
+        else:
+            p = tl.load((pre_t_ptr + pre_rows) + pre_cols, mask=mask, other=0.0)  # [BLOCK_B, BLOCK_H]
         p = p.to(state_dtype)  # [BLOCK_B, BLOCK_H]
         # The state stays in fp32/fp64; for 16-bit storage it is rounded to W's dtype only as the
         # dot operand (fp32 accumulation).
@@ -174,8 +190,15 @@ def dense_fwd_kernel(
         hw = operator_dot(h_in, w_t_lo, w_t_hi, W_HALVES, SPLIT_K_LEVELS, DOT_PRECISION, state_dtype)
         # hw: [BLOCK_B, BLOCK_H]
         # Padded rows and columns stay exactly 0: zero pre, zero W padding and f(0) = 0 for every f.
-        h = activate(p + hw, act_bias, ACTIVATION)  # [BLOCK_B, BLOCK_H]
-        tl.store((out_t_ptr + out_rows) + out_cols, h.to(out_ptr.dtype.element_ty), mask=mask)
+        h_new = activate(p + hw, act_bias, ACTIVATION)  # [BLOCK_B, BLOCK_H]
+        if HAS_LENGTHS:
+            # Inactive rows: the state is carried unchanged and the output is exactly 0.
+            out = tl.where(active, h_new, 0.0)  # [BLOCK_B, BLOCK_H]
+            h = tl.where(active, h_new, h)  # [BLOCK_B, BLOCK_H]
+        else:
+            out = h_new  # [BLOCK_B, BLOCK_H]
+            h = h_new  # [BLOCK_B, BLOCK_H]
+        tl.store((out_t_ptr + out_rows) + out_cols, out.to(out_ptr.dtype.element_ty), mask=mask)
         pre_t_ptr += stride_pre_t
         out_t_ptr += stride_out_t
 

@@ -9,6 +9,7 @@ from triton.runtime.interpreter import InterpretedFunction
 
 from .. import autotune
 from ..activations import NONLINEARITIES
+from ..lengths import check_lengths, lengths_arg
 from ..specs import CompileSpec, Config
 from .backward import dense_bwd_kernel
 from .forward import dense_fwd_kernel
@@ -170,9 +171,10 @@ def budget(hidden_size: int, dtype: torch.dtype, shared_limit: int | None):
     return lambda config: estimate_budget(hidden_size, dtype, config, shared_limit)
 
 
-def _choose_config(kernel_name, tensor, hidden_size, batch, run) -> Config:
+def _choose_config(kernel_name, tensor, hidden_size, batch, run, ragged: bool = False) -> Config:
+    # A ragged launch compiles the HAS_LENGTHS variant, whose registers differ: its own cache entry.
     return autotune.choose_for_launch(
-        kernel_name,
+        autotune.variant_name(kernel_name, ragged),
         KERNELS[kernel_name],
         autotune_key(hidden_size, batch, tensor.dtype),
         candidate_configs(),
@@ -189,21 +191,34 @@ def _check_config(config: Config) -> None:
         raise ValueError(f"BLOCK_B must be a power of two >= 16 (tl.dot minimum), got {config.block_b}")
 
 
-def dense_forward(pre, weight, h0, act_bias, nonlinearity: str, config: Config | None = None):
+def dense_forward(
+    pre,
+    weight,
+    h0,
+    act_bias,
+    nonlinearity: str,
+    *,
+    lengths: torch.Tensor | None = None,
+    config: Config | None = None,
+):
     """outputs [T, B, H] (contiguous, pre.dtype) and h_n [B, H] (pre.dtype) of
-    z_t = pre_t + h_{t-1} @ weight^T, h_t = f(z_t)."""
-    run, outputs, h_n = _forward_launch(pre, weight, h0, act_bias, nonlinearity)
+    z_t = pre_t + h_{t-1} @ weight^T, h_t = f(z_t).
+
+    lengths: None, or an integer tensor [B] on pre's device: row b is updated at steps
+    t < lengths[b] only; after that its state is kept (h_n is the state after its last step) and
+    its outputs are 0."""
+    run, outputs, h_n = _forward_launch(pre, weight, h0, act_bias, nonlinearity, lengths)
     if run is None:
         return outputs, h_n
     if config is None:
         T, B, H = pre.shape
-        config = _choose_config("dense_fwd", pre, H, B, run)
+        config = _choose_config("dense_fwd", pre, H, B, run, lengths is not None)
     _check_config(config)
     run(config)
     return outputs, h_n
 
 
-def _forward_launch(pre, weight, h0, act_bias, nonlinearity: str):
+def _forward_launch(pre, weight, h0, act_bias, nonlinearity: str, lengths=None):
     """(run, outputs, h_n): run(config) launches the forward kernel into outputs/h_n and returns
     what the launch returns; run is None when there is nothing to compute (h_n is then set)."""
     code = _nonlinearity_code(nonlinearity)
@@ -221,6 +236,7 @@ def _forward_launch(pre, weight, h0, act_bias, nonlinearity: str):
         raise ValueError(f"h0 must be [{B}, {H}], got {tuple(h0.shape)}")
     if code == NONLINEARITIES["modrelu"] and (act_bias is None or act_bias.shape != (H,)):
         raise ValueError(f"modrelu needs act_bias of shape [{H}]")
+    check_lengths(lengths, B, pre.device)
 
     state_dtype = _state_dtype(pre.dtype)
     outputs = torch.empty((T, B, H), dtype=pre.dtype, device=pre.device)
@@ -235,10 +251,11 @@ def _forward_launch(pre, weight, h0, act_bias, nonlinearity: str):
     h0_arg = h0_state if h0_state is not None else dummy
     h0_strides = h0_state.stride() if h0_state is not None else (0, 0)
     bias_arg = act_bias.to(state_dtype).contiguous() if code == NONLINEARITIES["modrelu"] else dummy
+    lengths_ptr = lengths_arg(lengths, pre.device)
 
     def run(cfg: Config):
         return dense_fwd_kernel[(triton.cdiv(B, cfg.block_b),)](
-            pre, weight, h0_arg, bias_arg, outputs, h_n,
+            pre, weight, h0_arg, bias_arg, outputs, h_n, lengths_ptr,
             T, B, H,
             *pre.stride(),
             *weight.stride(),
@@ -247,6 +264,7 @@ def _forward_launch(pre, weight, h0, act_bias, nonlinearity: str):
             *h_n.stride(),
             ACTIVATION=code,
             HAS_H0=h0 is not None,
+            HAS_LENGTHS=lengths is not None,
             STATE_FP64=state_dtype == torch.float64,
             DOT_PRECISION=DOT_PRECISION,
             SPLIT_K_LEVELS=_split_k_levels(_block_h(H), pre.dtype),
@@ -260,20 +278,32 @@ def _forward_launch(pre, weight, h0, act_bias, nonlinearity: str):
     return run, outputs, h_n
 
 
-def dense_backward(grad_out, grad_hn, outputs, weight, nonlinearity: str, config: Config | None = None):
-    """dz [T, B, H] = dL/dz_t (contiguous, state dtype) and dh0 [B, H] (state dtype)."""
-    run, dz, dh0 = _backward_launch(grad_out, grad_hn, outputs, weight, nonlinearity)
+def dense_backward(
+    grad_out,
+    grad_hn,
+    outputs,
+    weight,
+    nonlinearity: str,
+    *,
+    lengths: torch.Tensor | None = None,
+    config: Config | None = None,
+):
+    """dz [T, B, H] = dL/dz_t (contiguous, state dtype) and dh0 [B, H] (state dtype).
+
+    lengths: as in dense_forward. grad_out at a row's steps t >= lengths[b] is ignored and dz
+    there is 0; grad_hn is the gradient of the row's final state (after its last step)."""
+    run, dz, dh0 = _backward_launch(grad_out, grad_hn, outputs, weight, nonlinearity, lengths)
     if run is None:
         return dz, dh0
     if config is None:
         T, B, H = outputs.shape
-        config = _choose_config("dense_bwd", outputs, H, B, run)
+        config = _choose_config("dense_bwd", outputs, H, B, run, lengths is not None)
     _check_config(config)
     run(config)
     return dz, dh0
 
 
-def _backward_launch(grad_out, grad_hn, outputs, weight, nonlinearity: str):
+def _backward_launch(grad_out, grad_hn, outputs, weight, nonlinearity: str, lengths=None):
     """(run, dz, dh0) as _forward_launch, for the backward kernel."""
     code = _nonlinearity_code(nonlinearity)
     T, B, H = outputs.shape
@@ -286,6 +316,7 @@ def _backward_launch(grad_out, grad_hn, outputs, weight, nonlinearity: str):
             f"weight must be [{H}, {H}] {outputs.dtype} on {outputs.device}, got {tuple(weight.shape)} "
             f"{weight.dtype} on {weight.device}"
         )
+    check_lengths(lengths, B, outputs.device)
 
     state_dtype = _state_dtype(outputs.dtype)
     dz = torch.empty((T, B, H), dtype=state_dtype, device=outputs.device)
@@ -296,10 +327,11 @@ def _backward_launch(grad_out, grad_hn, outputs, weight, nonlinearity: str):
 
     grad_hn_arg = grad_hn if grad_hn is not None else dz
     grad_hn_strides = grad_hn.stride() if grad_hn is not None else (0, 0)
+    lengths_ptr = lengths_arg(lengths, outputs.device)
 
     def run(cfg: Config):
         return dense_bwd_kernel[(triton.cdiv(B, cfg.block_b),)](
-            grad_out, grad_hn_arg, outputs, weight, dz, dh0,
+            grad_out, grad_hn_arg, outputs, weight, dz, dh0, lengths_ptr,
             T, B, H,
             *grad_out.stride(),
             *grad_hn_strides,
@@ -309,6 +341,7 @@ def _backward_launch(grad_out, grad_hn, outputs, weight, nonlinearity: str):
             *dh0.stride(),
             ACTIVATION=code,
             HAS_GRAD_HN=grad_hn is not None,
+            HAS_LENGTHS=lengths is not None,
             DOT_PRECISION=DOT_PRECISION,
             SPLIT_K_LEVELS=_split_k_levels(_block_h(H), outputs.dtype),
             W_HALVES=_w_halves(_block_h(H), outputs.dtype),
@@ -337,11 +370,14 @@ def benchmark_runs(hidden_size: int, batch: int, dtype: torch.dtype, device, seq
     return {"dense_fwd": run_fwd, "dense_bwd": run_bwd}
 
 
-def compile_specs(hidden_size: int, dtype: torch.dtype, config: Config, *, nonlinearity: str = "tanh"):
+def compile_specs(
+    hidden_size: int, dtype: torch.dtype, config: Config, *, nonlinearity: str = "tanh", lengths: bool = False
+):
     """One CompileSpec per kernel ("dense_fwd", "dense_bwd") for triton.compile(ASTSource(...)).
 
     The specs describe the common launch: h0 and grad_hn given, grad_out in the storage dtype,
-    every size and stride a 32-bit integer (the kernels widen to int64 themselves).
+    every size and stride a 32-bit integer (the kernels widen to int64 themselves). lengths: the
+    variable-length variant (HAS_LENGTHS, int32 lengths); meta["lengths"] says which.
     """
     code = _nonlinearity_code(nonlinearity)
     storage = "*" + _TRITON_TYPES[dtype]
@@ -353,6 +389,7 @@ def compile_specs(hidden_size: int, dtype: torch.dtype, config: Config, *, nonli
         "nonlinearity": nonlinearity,
         "config": config.label(),
         "BLOCK_H": block_h,
+        "lengths": bool(lengths),
     }
 
     def strides(*names):
@@ -360,7 +397,7 @@ def compile_specs(hidden_size: int, dtype: torch.dtype, config: Config, *, nonli
 
     fwd_signature = {
         "pre_ptr": storage, "w_ptr": storage, "h0_ptr": state, "act_bias_ptr": state,
-        "out_ptr": storage, "hn_ptr": storage,
+        "out_ptr": storage, "hn_ptr": storage, "lengths_ptr": "*i32",
         "T": "i32", "B": "i32", "H": "i32",
         **strides("pre_t", "pre_b", "pre_h", "w_row", "w_col", "h0_b", "h0_h",
                   "out_t", "out_b", "out_h", "hn_b", "hn_h"),
@@ -368,6 +405,7 @@ def compile_specs(hidden_size: int, dtype: torch.dtype, config: Config, *, nonli
     fwd_constexprs = {
         "ACTIVATION": code,
         "HAS_H0": True,
+        "HAS_LENGTHS": bool(lengths),
         "STATE_FP64": dtype == torch.float64,
         "DOT_PRECISION": DOT_PRECISION,
         "SPLIT_K_LEVELS": _split_k_levels(block_h, dtype),
@@ -377,7 +415,7 @@ def compile_specs(hidden_size: int, dtype: torch.dtype, config: Config, *, nonli
     }
     bwd_signature = {
         "grad_out_ptr": storage, "grad_hn_ptr": storage, "out_ptr": storage, "w_ptr": storage,
-        "dz_ptr": state, "dh0_ptr": state,
+        "dz_ptr": state, "dh0_ptr": state, "lengths_ptr": "*i32",
         "T": "i32", "B": "i32", "H": "i32",
         **strides("go_t", "go_b", "go_h", "ghn_b", "ghn_h", "out_t", "out_b", "out_h",
                   "w_row", "w_col", "dz_t", "dz_b", "dz_h", "dh0_b", "dh0_h"),
@@ -385,6 +423,7 @@ def compile_specs(hidden_size: int, dtype: torch.dtype, config: Config, *, nonli
     bwd_constexprs = {
         "ACTIVATION": code,
         "HAS_GRAD_HN": True,
+        "HAS_LENGTHS": bool(lengths),
         "DOT_PRECISION": DOT_PRECISION,
         "SPLIT_K_LEVELS": _split_k_levels(block_h, dtype),
         "W_HALVES": _w_halves(block_h, dtype),

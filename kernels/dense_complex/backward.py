@@ -11,6 +11,15 @@ dz @ conj(W) (checked against torch autograd in tests/kernels/test_complex_dense
 
 z_t (the pre-activation) is an input: the host recomputes it in bulk. dL/dpre_t = dz_t; the weight
 gradient sum_t dz_t^T conj(h_{t-1}) is one GEMM outside the kernel.
+
+Variable lengths (HAS_LENGTHS): at a step t >= lengths[b] row b is inactive in the forward, so there
+grad_out and z are not read, dz_t = 0 and g is carried unchanged: grad_hn reaches the row's last
+active step through the inactive tail. Through that tail g is grad_hn alone and the row of
+dz_t @ conj(W) is exactly 0, so the kernel adds grad_hn back to the inactive rows after the dot
+(a masked load of grad_hn each step) instead of keeping both planes of the previous g live across
+the dot. Why (sm_90, complex64 H=128, BLOCK_B=16, 8 warps, triton 3.8 ptxas): carrying g gives 255
+registers and 8 B of spills; adding grad_hn back gives 254 registers, no spills (plain: 210).
+The real dense backward carries dh instead, which costs it fewer registers than the reload.
 """
 
 import triton
@@ -18,6 +27,7 @@ import triton.language as tl
 
 from ..activations import MODRELU
 from ..dense.forward import load_operator, program_tile
+from ..lengths import row_lengths
 from .activation import complex_activation_vjp
 from .complex_dot import complex_operator_dot
 from .forward import IMAG
@@ -32,6 +42,7 @@ def dense_complex_bwd_kernel(
     act_bias_ptr,  # [H] real (read only for modrelu)
     dz_ptr,  # [T, B, H, 2]
     dh0_ptr,  # [B, H, 2]
+    lengths_ptr,  # [B] int32 (read only when HAS_LENGTHS)
     T,
     B,
     H,
@@ -53,6 +64,7 @@ def dense_complex_bwd_kernel(
     stride_dh0_h,
     ACTIVATION: tl.constexpr,
     HAS_GRAD_HN: tl.constexpr,
+    HAS_LENGTHS: tl.constexpr,
     DOT_PRECISION: tl.constexpr,
     SPLIT_K_LEVELS: tl.constexpr,
     W_HALVES: tl.constexpr,
@@ -86,9 +98,17 @@ def dense_complex_bwd_kernel(
     z_t_ptr = z_ptr + last * stride_z_t
     dz_t_ptr = dz_ptr + last * stride_dz_t
 
+    if HAS_LENGTHS:
+        lengths = row_lengths(lengths_ptr, rows, B)  # [BLOCK_B, 1], loaded once
+        go_mask = mask & (T - 1 < lengths)  # [BLOCK_B, BLOCK_H]
+        if HAS_GRAD_HN:
+            ghn_rows = rows[:, None] * stride_ghn_b  # [BLOCK_B, 1]
+            ghn_cols = cols[None, :] * stride_ghn_h  # [1, BLOCK_H]
+    else:
+        go_mask = mask  # [BLOCK_B, BLOCK_H]
     go_ptrs = (go_t_ptr + go_rows) + go_cols  # [BLOCK_B, BLOCK_H]
-    gr = tl.load(go_ptrs, mask=mask, other=0.0).to(state_dtype)  # [BLOCK_B, BLOCK_H]
-    gi = tl.load(go_ptrs + IMAG, mask=mask, other=0.0).to(state_dtype)  # [BLOCK_B, BLOCK_H]
+    gr = tl.load(go_ptrs, mask=go_mask, other=0.0).to(state_dtype)  # [BLOCK_B, BLOCK_H]
+    gi = tl.load(go_ptrs + IMAG, mask=go_mask, other=0.0).to(state_dtype)  # [BLOCK_B, BLOCK_H]
     if HAS_GRAD_HN:
         ghn_ptrs = grad_hn_ptr + (
             rows[:, None] * stride_ghn_b + cols[None, :] * stride_ghn_h
@@ -97,16 +117,25 @@ def dense_complex_bwd_kernel(
         gi += tl.load(ghn_ptrs + IMAG, mask=mask, other=0.0).to(state_dtype)  # [BLOCK_B, BLOCK_H]
 
     for s in range(T):
+        if HAS_LENGTHS:
+            t = T - 1 - s  # the step this iteration walks back through
+            active = t < lengths  # [BLOCK_B, 1]
+            z_mask = mask & active  # [BLOCK_B, BLOCK_H] (z of an inactive row is not read)
+        else:
+            z_mask = mask  # [BLOCK_B, BLOCK_H]
         if ACTIVATION == MODRELU:
             z_ptrs = (z_t_ptr + z_rows) + z_cols  # [BLOCK_B, BLOCK_H]
-            zr = tl.load(z_ptrs, mask=mask, other=0.0).to(state_dtype)  # [BLOCK_B, BLOCK_H]
-            zi = tl.load(z_ptrs + IMAG, mask=mask, other=0.0).to(state_dtype)  # [BLOCK_B, BLOCK_H]
+            zr = tl.load(z_ptrs, mask=z_mask, other=0.0).to(state_dtype)  # [BLOCK_B, BLOCK_H]
+            zi = tl.load(z_ptrs + IMAG, mask=z_mask, other=0.0).to(state_dtype)  # [BLOCK_B, BLOCK_H]
         else:  # the identity's VJP is g itself: z is not read
             zr = gr  # [BLOCK_B, BLOCK_H]
             zi = gi  # [BLOCK_B, BLOCK_H]
         dzr, dzi = complex_activation_vjp(
             zr, zi, gr, gi, act_bias, eps_s, ACTIVATION
         )  # [BLOCK_B, BLOCK_H] each
+        if HAS_LENGTHS:
+            dzr = tl.where(active, dzr, 0.0)  # [BLOCK_B, BLOCK_H]
+            dzi = tl.where(active, dzi, 0.0)  # [BLOCK_B, BLOCK_H]
         dz_ptrs = (dz_t_ptr + dz_rows) + dz_cols  # [BLOCK_B, BLOCK_H]
         tl.store(dz_ptrs, dzr, mask=mask)
         tl.store(dz_ptrs + IMAG, dzi, mask=mask)
@@ -117,7 +146,17 @@ def dense_complex_bwd_kernel(
         z_t_ptr -= stride_z_t
         dz_t_ptr -= stride_dz_t
         # grad_out of the step before, except after the first step (t = 1), where g is dh0.
-        go_mask = mask & (s < T - 1)  # [BLOCK_B, BLOCK_H]
+        if HAS_LENGTHS:
+            # Inactive rows: g is exactly 0 here (dz is) and carries grad_hn alone, added back;
+            # grad_out counts from the row's last active step on.
+            if HAS_GRAD_HN:
+                tail = mask & (t >= lengths)  # [BLOCK_B, BLOCK_H]
+                ghn_ptrs = (grad_hn_ptr + ghn_rows) + ghn_cols  # [BLOCK_B, BLOCK_H]
+                gr += tl.load(ghn_ptrs, mask=tail, other=0.0).to(state_dtype)  # [BLOCK_B, BLOCK_H]
+                gi += tl.load(ghn_ptrs + IMAG, mask=tail, other=0.0).to(state_dtype)  # [BLOCK_B, BLOCK_H]
+            go_mask = mask & ((s < T - 1) & (t - 1 < lengths))  # [BLOCK_B, BLOCK_H]
+        else:
+            go_mask = mask & (s < T - 1)  # [BLOCK_B, BLOCK_H]
         go_ptrs = (go_t_ptr + go_rows) + go_cols  # [BLOCK_B, BLOCK_H]
         gr += tl.load(go_ptrs, mask=go_mask, other=0.0).to(state_dtype)  # [BLOCK_B, BLOCK_H]
         gi += tl.load(go_ptrs + IMAG, mask=go_mask, other=0.0).to(state_dtype)  # [BLOCK_B, BLOCK_H]

@@ -6,6 +6,9 @@
 Every complex tensor arrives as torch.view_as_real of it: a pointer to the real plane and strides in
 real elements; the imaginary plane is the next element (+1). One program owns BLOCK_B batch rows,
 loads both planes of W^T once and walks all T steps in a single launch.
+
+Variable lengths (HAS_LENGTHS): row b is active at step t (0-based) iff t < lengths[b]; an inactive
+row keeps its state and writes an output of exactly 0 (as in the real dense forward).
 """
 
 import triton
@@ -13,6 +16,7 @@ import triton.language as tl
 
 from ..activations import MODRELU
 from ..dense.forward import load_operator, program_tile
+from ..lengths import row_lengths
 from .activation import complex_activate
 from .complex_dot import complex_operator_dot
 
@@ -27,6 +31,7 @@ def dense_complex_fwd_kernel(
     act_bias_ptr,  # [H] real (read only for modrelu)
     out_ptr,  # [T, B, H, 2]
     hn_ptr,  # [B, H, 2]
+    lengths_ptr,  # [B] int32 (read only when HAS_LENGTHS)
     T,
     B,
     H,
@@ -45,6 +50,7 @@ def dense_complex_fwd_kernel(
     stride_hn_h,
     ACTIVATION: tl.constexpr,
     HAS_H0: tl.constexpr,
+    HAS_LENGTHS: tl.constexpr,
     STATE_FP64: tl.constexpr,
     DOT_PRECISION: tl.constexpr,
     SPLIT_K_LEVELS: tl.constexpr,
@@ -84,18 +90,36 @@ def dense_complex_fwd_kernel(
     out_cols = cols[None, :] * stride_out_h  # [1, BLOCK_H]
     pre_t_ptr = pre_ptr
     out_t_ptr = out_ptr
-    for _ in range(T):
+    if HAS_LENGTHS:
+        lengths = row_lengths(lengths_ptr, rows, B)  # [BLOCK_B, 1], loaded once
+    for t in range(T):
+        if HAS_LENGTHS:
+            active = t < lengths  # [BLOCK_B, 1]
+            p_mask = mask & active  # [BLOCK_B, BLOCK_H] (pre of an inactive row is not read)
+        else:
+            p_mask = mask  # [BLOCK_B, BLOCK_H]
         p_ptrs = (pre_t_ptr + pre_rows) + pre_cols  # [BLOCK_B, BLOCK_H]
-        pr = tl.load(p_ptrs, mask=mask, other=0.0).to(state_dtype)  # [BLOCK_B, BLOCK_H]
-        pi = tl.load(p_ptrs + IMAG, mask=mask, other=0.0).to(state_dtype)  # [BLOCK_B, BLOCK_H]
+        pr = tl.load(p_ptrs, mask=p_mask, other=0.0).to(state_dtype)  # [BLOCK_B, BLOCK_H]
+        pi = tl.load(p_ptrs + IMAG, mask=p_mask, other=0.0).to(state_dtype)  # [BLOCK_B, BLOCK_H]
         hwr, hwi = complex_operator_dot(
             hr, hi, wr_lo, wr_hi, wi_lo, wi_hi, False, W_HALVES, SPLIT_K_LEVELS, DOT_PRECISION, state_dtype
         )  # [BLOCK_B, BLOCK_H] each
         # Padded units stay exactly 0: zero pre, zero W padding and f(0) = 0.
-        hr, hi = complex_activate(pr + hwr, pi + hwi, act_bias, eps_s, ACTIVATION)  # [BLOCK_B, BLOCK_H] each
+        nr, ni = complex_activate(pr + hwr, pi + hwi, act_bias, eps_s, ACTIVATION)  # [BLOCK_B, BLOCK_H] each
+        if HAS_LENGTHS:
+            # Inactive rows: the state is carried unchanged and the output is exactly 0.
+            outr = tl.where(active, nr, 0.0)  # [BLOCK_B, BLOCK_H]
+            outi = tl.where(active, ni, 0.0)  # [BLOCK_B, BLOCK_H]
+            hr = tl.where(active, nr, hr)  # [BLOCK_B, BLOCK_H]
+            hi = tl.where(active, ni, hi)  # [BLOCK_B, BLOCK_H]
+        else:
+            outr = nr  # [BLOCK_B, BLOCK_H]
+            outi = ni  # [BLOCK_B, BLOCK_H]
+            hr = nr  # [BLOCK_B, BLOCK_H]
+            hi = ni  # [BLOCK_B, BLOCK_H]
         o_ptrs = (out_t_ptr + out_rows) + out_cols  # [BLOCK_B, BLOCK_H]
-        tl.store(o_ptrs, hr.to(out_ptr.dtype.element_ty), mask=mask)
-        tl.store(o_ptrs + IMAG, hi.to(out_ptr.dtype.element_ty), mask=mask)
+        tl.store(o_ptrs, outr.to(out_ptr.dtype.element_ty), mask=mask)
+        tl.store(o_ptrs + IMAG, outi.to(out_ptr.dtype.element_ty), mask=mask)
         pre_t_ptr += stride_pre_t
         out_t_ptr += stride_out_t
 

@@ -24,6 +24,7 @@ from ..dense.launch import (
     autotune_key,
     candidate_configs,
 )
+from ..lengths import check_lengths, lengths_arg
 from ..specs import CompileSpec, Config
 from .backward import dense_complex_bwd_kernel
 from .forward import dense_complex_fwd_kernel
@@ -148,9 +149,10 @@ def budget(hidden_size: int, dtype: torch.dtype, shared_limit: int | None):
     return lambda config: estimate_budget(hidden_size, dtype, config, shared_limit)
 
 
-def _choose_config(kernel_name, tensor, hidden_size, batch, run) -> Config:
+def _choose_config(kernel_name, tensor, hidden_size, batch, run, ragged: bool = False) -> Config:
+    # A ragged launch compiles the HAS_LENGTHS variant, whose registers differ: its own cache entry.
     return autotune.choose_for_launch(
-        kernel_name,
+        autotune.variant_name(kernel_name, ragged),
         KERNELS[kernel_name],
         autotune_key(hidden_size, batch, tensor.dtype),
         candidate_configs(),
@@ -182,22 +184,36 @@ def _plane_constexprs(hidden_size: int, dtype: torch.dtype, config: Config) -> d
     }
 
 
-def complex_forward(pre, weight, h0, act_bias, nonlinearity: str, eps: float, config: Config | None = None):
+def complex_forward(
+    pre,
+    weight,
+    h0,
+    act_bias,
+    nonlinearity: str,
+    eps: float,
+    *,
+    lengths: torch.Tensor | None = None,
+    config: Config | None = None,
+):
     """outputs [T, B, H] (contiguous, pre.dtype) and h_n [B, H] (pre.dtype) of the complex recurrence
     z_t = pre_t + h_{t-1} @ weight^T, h_t = f(z_t); f = identity or modReLU
-    z * relu(|z| + act_bias) / (|z| + eps) (act_bias real [H])."""
-    run, outputs, h_n = _forward_launch(pre, weight, h0, act_bias, nonlinearity, eps)
+    z * relu(|z| + act_bias) / (|z| + eps) (act_bias real [H]).
+
+    lengths: None, or an integer tensor [B] on pre's device: row b is updated at steps
+    t < lengths[b] only; after that its state is kept (h_n is the state after its last step) and
+    its outputs are 0."""
+    run, outputs, h_n = _forward_launch(pre, weight, h0, act_bias, nonlinearity, eps, lengths)
     if run is None:
         return outputs, h_n
     if config is None:
         T, B, H = pre.shape
-        config = _choose_config("dense_complex_fwd", pre, H, B, run)
+        config = _choose_config("dense_complex_fwd", pre, H, B, run, lengths is not None)
     _check_config(config)
     run(config)
     return outputs, h_n
 
 
-def _forward_launch(pre, weight, h0, act_bias, nonlinearity: str, eps: float):
+def _forward_launch(pre, weight, h0, act_bias, nonlinearity: str, eps: float, lengths=None):
     """(run, outputs, h_n): run(config) launches the forward kernel into outputs/h_n and returns what
     the launch returns; run is None when there is nothing to compute (h_n is then set)."""
     code = _nonlinearity_code(nonlinearity)
@@ -216,6 +232,7 @@ def _forward_launch(pre, weight, h0, act_bias, nonlinearity: str, eps: float):
         act_bias is None or act_bias.shape != (H,) or act_bias.is_complex()
     ):
         raise ValueError(f"modrelu needs a real act_bias of shape [{H}]")
+    check_lengths(lengths, B, pre.device)
 
     outputs = torch.empty((T, B, H), dtype=pre.dtype, device=pre.device)
     h_n = torch.empty((B, H), dtype=pre.dtype, device=pre.device)
@@ -230,10 +247,11 @@ def _forward_launch(pre, weight, h0, act_bias, nonlinearity: str, eps: float):
     h0_arg = h0_p if h0_p is not None else dummy
     h0_strides = h0_p.stride()[:2] if h0_p is not None else (0, 0)
     bias_arg = act_bias.to(plane).contiguous() if code == NONLINEARITIES["modrelu"] else dummy
+    lengths_ptr = lengths_arg(lengths, pre.device)
 
     def run(cfg: Config):
         return dense_complex_fwd_kernel[(triton.cdiv(B, cfg.block_b),)](
-            pre_p, w_p, h0_arg, bias_arg, out_p, hn_p,
+            pre_p, w_p, h0_arg, bias_arg, out_p, hn_p, lengths_ptr,
             T, B, H, float(eps),
             *pre_p.stride()[:3],
             *w_p.stride()[:2],
@@ -242,6 +260,7 @@ def _forward_launch(pre, weight, h0, act_bias, nonlinearity: str, eps: float):
             *hn_p.stride()[:2],
             ACTIVATION=code,
             HAS_H0=h0 is not None,
+            HAS_LENGTHS=lengths is not None,
             STATE_FP64=plane == torch.float64,
             **_plane_constexprs(H, pre.dtype, cfg),
             num_warps=cfg.num_warps,
@@ -252,23 +271,35 @@ def _forward_launch(pre, weight, h0, act_bias, nonlinearity: str, eps: float):
 
 
 def complex_backward(
-    grad_out, grad_hn, z, weight, act_bias, nonlinearity: str, eps: float, config: Config | None = None
+    grad_out,
+    grad_hn,
+    z,
+    weight,
+    act_bias,
+    nonlinearity: str,
+    eps: float,
+    *,
+    lengths: torch.Tensor | None = None,
+    config: Config | None = None,
 ):
     """dz [T, B, H] = dL/dz_t and dh0 [B, H] = dL/dh_0 (contiguous, grad_out's dtype, which z and
     weight share), in PyTorch's complex gradient convention, from the pre-activations z [T, B, H]
-    (read for modrelu only). grad_hn may be None (zeros). See backward.py."""
-    run, dz, dh0 = _backward_launch(grad_out, grad_hn, z, weight, act_bias, nonlinearity, eps)
+    (read for modrelu only). grad_hn may be None (zeros). See backward.py.
+
+    lengths: as in complex_forward. grad_out and z at a row's steps t >= lengths[b] are not read
+    and dz there is 0; grad_hn is the gradient of the row's final state (after its last step)."""
+    run, dz, dh0 = _backward_launch(grad_out, grad_hn, z, weight, act_bias, nonlinearity, eps, lengths)
     if run is None:
         return dz, dh0
     if config is None:
         T, B, H = grad_out.shape
-        config = _choose_config("dense_complex_bwd", grad_out, H, B, run)
+        config = _choose_config("dense_complex_bwd", grad_out, H, B, run, lengths is not None)
     _check_config(config)
     run(config)
     return dz, dh0
 
 
-def _backward_launch(grad_out, grad_hn, z, weight, act_bias, nonlinearity: str, eps: float):
+def _backward_launch(grad_out, grad_hn, z, weight, act_bias, nonlinearity: str, eps: float, lengths=None):
     """(run, dz, dh0) as _forward_launch, for the backward kernel."""
     code = _nonlinearity_code(nonlinearity)
     if grad_out.dim() != 3:
@@ -289,6 +320,7 @@ def _backward_launch(grad_out, grad_hn, z, weight, act_bias, nonlinearity: str, 
         act_bias is None or act_bias.shape != (H,) or act_bias.is_complex()
     ):
         raise ValueError(f"modrelu needs a real act_bias of shape [{H}]")
+    check_lengths(lengths, B, device)
 
     dz = torch.empty((T, B, H), dtype=dtype, device=device)
     dh0 = torch.empty((B, H), dtype=dtype, device=device)
@@ -302,10 +334,11 @@ def _backward_launch(grad_out, grad_hn, z, weight, act_bias, nonlinearity: str, 
     ghn_arg = ghn_p if ghn_p is not None else dz_p
     ghn_strides = ghn_p.stride()[:2] if ghn_p is not None else (0, 0)
     bias_arg = act_bias.to(plane).contiguous() if code == NONLINEARITIES["modrelu"] else dz_p
+    lengths_ptr = lengths_arg(lengths, device)
 
     def run(cfg: Config):
         return dense_complex_bwd_kernel[(triton.cdiv(B, cfg.block_b),)](
-            go_p, ghn_arg, z_p, w_p, bias_arg, dz_p, dh0_p,
+            go_p, ghn_arg, z_p, w_p, bias_arg, dz_p, dh0_p, lengths_ptr,
             T, B, H, float(eps),
             *go_p.stride()[:3],
             *ghn_strides,
@@ -315,6 +348,7 @@ def _backward_launch(grad_out, grad_hn, z, weight, act_bias, nonlinearity: str, 
             *dh0_p.stride()[:2],
             ACTIVATION=code,
             HAS_GRAD_HN=grad_hn is not None,
+            HAS_LENGTHS=lengths is not None,
             **_plane_constexprs(H, dtype, cfg),
             num_warps=cfg.num_warps,
             num_stages=cfg.num_stages,
@@ -338,10 +372,18 @@ def benchmark_runs(hidden_size: int, batch: int, dtype: torch.dtype, device, seq
     return {"dense_complex_fwd": run_fwd, "dense_complex_bwd": run_bwd}
 
 
-def compile_specs(hidden_size: int, dtype: torch.dtype, config: Config, *, nonlinearity: str = "modrelu"):
+def compile_specs(
+    hidden_size: int,
+    dtype: torch.dtype,
+    config: Config,
+    *,
+    nonlinearity: str = "modrelu",
+    lengths: bool = False,
+):
     """One CompileSpec per kernel ("dense_complex_fwd", "dense_complex_bwd") for
     triton.compile(ASTSource(...)): h0 and grad_hn given, every size and stride a 32-bit integer
-    (the kernels widen to int64 themselves), eps fp64 (its annotation)."""
+    (the kernels widen to int64 themselves), eps fp64 (its annotation). lengths: the
+    variable-length variant (HAS_LENGTHS, int32 lengths); meta["lengths"] says which."""
     code = _nonlinearity_code(nonlinearity)
     _check_dtype(dtype, "dtype")
     ptr = "*" + _TRITON_TYPES[dtype]
@@ -352,6 +394,7 @@ def compile_specs(hidden_size: int, dtype: torch.dtype, config: Config, *, nonli
         "nonlinearity": nonlinearity,
         "config": config.label(),
         "BLOCK_H": constexprs["BLOCK_H"],
+        "lengths": bool(lengths),
     }
 
     def strides(*names):
@@ -359,13 +402,14 @@ def compile_specs(hidden_size: int, dtype: torch.dtype, config: Config, *, nonli
 
     fwd_signature = {
         "pre_ptr": ptr, "w_ptr": ptr, "h0_ptr": ptr, "act_bias_ptr": ptr, "out_ptr": ptr, "hn_ptr": ptr,
+        "lengths_ptr": "*i32",
         "T": "i32", "B": "i32", "H": "i32", "eps": "fp64",
         **strides("pre_t", "pre_b", "pre_h", "w_row", "w_col", "h0_b", "h0_h",
                   "out_t", "out_b", "out_h", "hn_b", "hn_h"),
     }  # fmt: skip
     bwd_signature = {
         "grad_out_ptr": ptr, "grad_hn_ptr": ptr, "z_ptr": ptr, "w_ptr": ptr, "act_bias_ptr": ptr,
-        "dz_ptr": ptr, "dh0_ptr": ptr,
+        "dz_ptr": ptr, "dh0_ptr": ptr, "lengths_ptr": "*i32",
         "T": "i32", "B": "i32", "H": "i32", "eps": "fp64",
         **strides("go_t", "go_b", "go_h", "ghn_b", "ghn_h", "z_t", "z_b", "z_h",
                   "w_row", "w_col", "dz_t", "dz_b", "dz_h", "dh0_b", "dh0_h"),
@@ -373,10 +417,11 @@ def compile_specs(hidden_size: int, dtype: torch.dtype, config: Config, *, nonli
     fwd_constexprs = {
         "ACTIVATION": code,
         "HAS_H0": True,
+        "HAS_LENGTHS": bool(lengths),
         "STATE_FP64": dtype == torch.complex128,
         **constexprs,
     }
-    bwd_constexprs = {"ACTIVATION": code, "HAS_GRAD_HN": True, **constexprs}
+    bwd_constexprs = {"ACTIVATION": code, "HAS_GRAD_HN": True, "HAS_LENGTHS": bool(lengths), **constexprs}
     return [
         CompileSpec("dense_complex_fwd", dense_complex_fwd_kernel, fwd_signature, fwd_constexprs,
                     config.num_warps, config.num_stages, dict(meta)),

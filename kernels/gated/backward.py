@@ -12,14 +12,21 @@ contract at the top of trit_rnn/backends/torch_gated.py):
 The step reads the state before it from a sequence and its initial value (LSTM: cells c_1..c_T and
 c0, GRU: outputs h_1..h_T and h0); the LSTM carries c_t from one step to the next instead of
 reading it twice. The weight gradient sum_t d_t^T h_{t-1} is one GEMM outside the kernel.
+
+Variable lengths (HAS_LENGTHS): at a step t >= lengths[b] row b is inactive in the forward (state
+carried, output and saved activations 0), so there grad_out is ignored, every per-step gradient
+(d_gates, d_pre) is exactly 0 and dh (and the LSTM's dc) carry unchanged: grad_hn and grad_cn reach
+the row's last active step through the inactive tail. The carries that multiply by the next step's
+gates (dc f_{t+1}, dh z_{t+1}) are the ones an inactive step must not apply.
 """
 
 import triton
 import triton.language as tl
 
 from ..dense.forward import operator_dot, program_tile
+from ..lengths import row_lengths
 from .cells import LSTM, gru_step_backward, lstm_step_backward
-from .forward import load_gate_operators, load_gate_tiles, store_gate_tiles
+from .forward import load_gate_operators, load_gate_tiles, store_gate_tiles, zero_inactive
 
 
 @triton.jit(do_not_specialize=["T"])
@@ -36,6 +43,7 @@ def gated_bwd_kernel(
     dpre_ptr,  # [T, B, G, H] state dtype: GRU d pre (LSTM: not written)
     dh0_ptr,  # [B, H] state dtype
     dc0_ptr,  # [B, H] state dtype (LSTM only)
+    lengths_ptr,  # [B] int32 (read only when HAS_LENGTHS)
     T,
     B,
     H,
@@ -78,6 +86,7 @@ def gated_bwd_kernel(
     HAS_GRAD_HN: tl.constexpr,
     HAS_GRAD_CN: tl.constexpr,
     HAS_S0: tl.constexpr,
+    HAS_LENGTHS: tl.constexpr,
     DOT_PRECISION: tl.constexpr,
     SPLIT_K_LEVELS: tl.constexpr,
     W_HALVES: tl.constexpr,
@@ -119,8 +128,15 @@ def gated_bwd_kernel(
         aux_t_ptr = aux_ptr + last * stride_aux_t
         dpre_t_ptr = dpre_ptr + last * stride_dpre_t
 
-    dh = tl.load((go_t_ptr + go_rows) + go_cols, mask=mask, other=0.0).to(state_dtype)  # [BLOCK_B, BLOCK_H]
+    if HAS_LENGTHS:
+        lengths = row_lengths(lengths_ptr, rows, B)  # [BLOCK_B, 1], loaded once
+        last_mask = mask & (T - 1 < lengths)  # [BLOCK_B, BLOCK_H]: rows active at step T
+    else:
+        last_mask = mask  # [BLOCK_B, BLOCK_H]
+    dh = tl.load((go_t_ptr + go_rows) + go_cols, mask=last_mask, other=0.0)  # [BLOCK_B, BLOCK_H]
+    dh = dh.to(state_dtype)  # [BLOCK_B, BLOCK_H]
     if HAS_GRAD_HN:
+        # With lengths, grad_hn enters here too and is carried unchanged to the row's last step.
         ghn_ptrs = (
             grad_hn_ptr + rows[:, None] * stride_ghn_b + cols[None, :] * stride_ghn_h
         )  # [BLOCK_B, BLOCK_H]
@@ -134,17 +150,25 @@ def gated_bwd_kernel(
             dc = tl.load(gcn_ptrs, mask=mask, other=0.0).to(state_dtype)  # [BLOCK_B, BLOCK_H]
         else:
             dc = tl.zeros((BLOCK_B, BLOCK_H), dtype=state_dtype)  # [BLOCK_B, BLOCK_H]
-        c = tl.load((seq_t_ptr + seq_rows) + seq_cols, mask=mask, other=0.0).to(
+        c = tl.load((seq_t_ptr + seq_rows) + seq_cols, mask=last_mask, other=0.0).to(
             state_dtype
         )  # [BLOCK_B, BLOCK_H]
 
     for s in range(T):
+        if HAS_LENGTHS:
+            t = T - 1 - s  # the step this iteration walks back through
+            active = t < lengths  # [BLOCK_B, 1]
+            step_mask = mask & active  # [BLOCK_B, BLOCK_H]: inactive rows read nothing of step t
+            # The state before the step is read where step t - 1 is active: the LSTM carries c_{t-1}
+            # into step t - 1 even from an inactive step t (t = lengths[b]).
+            prev_mask = mask & ((s < T - 1) & (t - 1 < lengths))  # [BLOCK_B, BLOCK_H]
+        else:
+            step_mask = mask  # [BLOCK_B, BLOCK_H]
+            prev_mask = mask & (s < T - 1)  # [BLOCK_B, BLOCK_H]
         # The state before this step: s_{t-1} from the sequence, the initial state at t = 1 (the
         # sequence pointer then points before the buffer, and its load is fully masked).
         seq_t_ptr -= stride_seq_t
-        s_prev = tl.load(
-            (seq_t_ptr + seq_rows) + seq_cols, mask=mask & (s < T - 1), other=0.0
-        )  # [BLOCK_B, BLOCK_H]
+        s_prev = tl.load((seq_t_ptr + seq_rows) + seq_cols, mask=prev_mask, other=0.0)  # [BLOCK_B, BLOCK_H]
         s_prev = s_prev.to(state_dtype)  # [BLOCK_B, BLOCK_H]
         if HAS_S0:
             s0 = tl.load(
@@ -152,21 +176,33 @@ def gated_bwd_kernel(
             )  # [BLOCK_B, BLOCK_H]
             s_prev += s0.to(state_dtype)  # [BLOCK_B, BLOCK_H]
         y0, y1, y2, y3 = load_gate_tiles(
-            (gates_t_ptr + gates_rows) + gates_cols, stride_gates_g, mask, CELL, state_dtype
+            (gates_t_ptr + gates_rows) + gates_cols, stride_gates_g, step_mask, CELL, state_dtype
         )  # [BLOCK_B, BLOCK_H] each
         if CELL == LSTM:
-            d0, d1, d2, d3, dc = lstm_step_backward(
+            d0, d1, d2, d3, dc_new = lstm_step_backward(
                 dh, dc, y0, y1, y2, y3, c, s_prev
             )  # [BLOCK_B, BLOCK_H] each
+            if HAS_LENGTHS:
+                # Inactive rows: d a = 0, and dc carries unchanged (no f_{t+1} factor).
+                d0, d1, d2, d3 = zero_inactive(active, d0, d1, d2, d3, CELL)  # [BLOCK_B, BLOCK_H] each
+                dc = tl.where(active, dc_new, dc)  # [BLOCK_B, BLOCK_H]
+            else:
+                dc = dc_new  # [BLOCK_B, BLOCK_H]
             c = s_prev  # [BLOCK_B, BLOCK_H]
             dh_direct = tl.zeros((1, 1), dtype=state_dtype)  # [1, 1]
         else:
-            q_n = tl.load((aux_t_ptr + aux_rows) + aux_cols, mask=mask, other=0.0).to(
+            q_n = tl.load((aux_t_ptr + aux_rows) + aux_cols, mask=step_mask, other=0.0).to(
                 state_dtype
             )  # [BLOCK_B, BLOCK_H]
             d0, d1, d_n, d2, dh_direct = gru_step_backward(
                 dh, y0, y1, y2, q_n, s_prev, ACTIVATION
             )  # [BLOCK_B, BLOCK_H] each
+            if HAS_LENGTHS:
+                # Inactive rows: d pre = d q = 0, and dh carries unchanged: its direct part is dh
+                # itself (no z_{t+1} factor), and the zero d q add nothing to it below.
+                # (four tiles: d_n is the fourth, as for a 4-gate cell)
+                d0, d1, d2, d_n = zero_inactive(active, d0, d1, d2, d_n, LSTM)  # [BLOCK_B, BLOCK_H] each
+                dh_direct = tl.where(active, dh_direct, dh)  # [BLOCK_B, BLOCK_H]
             d3 = d2  # [BLOCK_B, BLOCK_H]
             store_gate_tiles(
                 (dpre_t_ptr + dpre_rows) + dpre_cols, stride_dpre_g, mask, d0, d1, d_n, d_n, CELL
@@ -176,24 +212,31 @@ def gated_bwd_kernel(
         store_gate_tiles((dg_t_ptr + dg_rows) + dg_cols, stride_dg_g, mask, d0, d1, d2, d3, CELL)
 
         # As in the forward, 16-bit storage rounds only the dot operands; accumulation is fp32.
-        dh = dh_direct + operator_dot(
+        dh_prev = dh_direct + operator_dot(
             d0.to(w0_lo.dtype), w0_lo, w0_hi, W_HALVES, SPLIT_K_LEVELS, DOT_PRECISION, state_dtype
         )  # [BLOCK_B, BLOCK_H]
-        dh += operator_dot(
+        dh_prev += operator_dot(
             d1.to(w1_lo.dtype), w1_lo, w1_hi, W_HALVES, SPLIT_K_LEVELS, DOT_PRECISION, state_dtype
         )  # [BLOCK_B, BLOCK_H]
-        dh += operator_dot(
+        dh_prev += operator_dot(
             d2.to(w2_lo.dtype), w2_lo, w2_hi, W_HALVES, SPLIT_K_LEVELS, DOT_PRECISION, state_dtype
         )  # [BLOCK_B, BLOCK_H]
         if CELL == LSTM:
-            dh += operator_dot(
+            dh_prev += operator_dot(
                 d3.to(w3_lo.dtype), w3_lo, w3_hi, W_HALVES, SPLIT_K_LEVELS, DOT_PRECISION, state_dtype
             )  # [BLOCK_B, BLOCK_H]
+            if HAS_LENGTHS:
+                dh = tl.where(active, dh_prev, dh)  # [BLOCK_B, BLOCK_H]: inactive rows carry dh
+            else:
+                dh = dh_prev  # [BLOCK_B, BLOCK_H]
+        else:
+            dh = dh_prev  # [BLOCK_B, BLOCK_H] (inactive rows: dh_direct = dh, plus zero dots)
         go_t_ptr -= stride_go_t
         gates_t_ptr -= stride_gates_t
         dg_t_ptr -= stride_dg_t
-        # grad_out of the step before, except after the first step (t = 1), where dh is dh0.
-        go = tl.load((go_t_ptr + go_rows) + go_cols, mask=mask & (s < T - 1), other=0.0)  # [BLOCK_B, BLOCK_H]
+        # grad_out of the step before, except after the first step (t = 1), where dh is dh0; with
+        # lengths, only where that step is active.
+        go = tl.load((go_t_ptr + go_rows) + go_cols, mask=prev_mask, other=0.0)  # [BLOCK_B, BLOCK_H]
         dh += go.to(state_dtype)  # [BLOCK_B, BLOCK_H]
 
     dh0_ptrs = dh0_ptr + rows[:, None] * stride_dh0_b + cols[None, :] * stride_dh0_h  # [BLOCK_B, BLOCK_H]

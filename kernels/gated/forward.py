@@ -10,6 +10,11 @@ dimension, loads the G transposed blocks W_g^T once (each its own on-chip operan
 steps in a single launch: per step G dots h_{t-1} @ W_g^T, then the cell's pointwise step. It
 stores the outputs h_t and, for the backward, the activated gates and one [B, H] tensor per step
 (LSTM: c_t, GRU: q_n, the recurrent part of the candidate with its bias).
+
+Variable lengths (HAS_LENGTHS): row b is active at step t (0-based) iff t < lengths[b]. An inactive
+row keeps its state (h, and c for the LSTM), does not read pre, and writes exactly 0 as its output
+and as its saved activations (gates, aux), so h_n (c_n) is the state after the row's last active
+step. The mask is per row, [BLOCK_B, 1], inside the one time loop.
 """
 
 import triton
@@ -17,6 +22,7 @@ import triton.language as tl
 
 from ..activations import MODRELU
 from ..dense.forward import _split_columns, _split_rows, load_operator, program_tile
+from ..lengths import row_lengths
 from .cells import LSTM, gru_step, lstm_step
 
 
@@ -123,6 +129,18 @@ def load_gate_tiles(ptrs, stride_g, mask, CELL: tl.constexpr, DTYPE: tl.constexp
 
 
 @triton.jit
+def zero_inactive(active, x0, x1, x2, x3, CELL: tl.constexpr):
+    """The G gate blocks with the inactive rows (active [BLOCK_B, 1] false) set to exactly 0 (the
+    fourth passes through for a 3-gate cell)."""
+    x0 = tl.where(active, x0, 0.0)  # [BLOCK_B, BLOCK_H]
+    x1 = tl.where(active, x1, 0.0)  # [BLOCK_B, BLOCK_H]
+    x2 = tl.where(active, x2, 0.0)  # [BLOCK_B, BLOCK_H]
+    if CELL == LSTM:
+        x3 = tl.where(active, x3, 0.0)  # [BLOCK_B, BLOCK_H]
+    return x0, x1, x2, x3
+
+
+@triton.jit
 def store_gate_tiles(ptrs, stride_g, mask, x0, x1, x2, x3, CELL: tl.constexpr):
     """Stores the G gate blocks [BLOCK_B, BLOCK_H] at ptrs + g * stride_g (x3 only for a 4-gate cell)."""
     tl.store(ptrs, x0.to(ptrs.dtype.element_ty), mask=mask)
@@ -148,6 +166,7 @@ def gated_fwd_kernel(
     cn_ptr,  # [B, H] storage dtype (LSTM only)
     gates_ptr,  # [T, B, G, H] state dtype
     aux_ptr,  # [T, B, H] state dtype: LSTM c_t, GRU q_n
+    lengths_ptr,  # [B] int32 (read only when HAS_LENGTHS)
     T,
     B,
     H,
@@ -184,6 +203,7 @@ def gated_fwd_kernel(
     HAS_BIAS: tl.constexpr,
     HAS_H0: tl.constexpr,
     HAS_C0: tl.constexpr,
+    HAS_LENGTHS: tl.constexpr,
     STATE_FP64: tl.constexpr,
     DOT_PRECISION: tl.constexpr,
     SPLIT_K_LEVELS: tl.constexpr,
@@ -245,7 +265,9 @@ def gated_fwd_kernel(
     gates_t_ptr = gates_ptr
     aux_t_ptr = aux_ptr
     out_t_ptr = out_ptr
-    for _ in range(T):
+    if HAS_LENGTHS:
+        lengths = row_lengths(lengths_ptr, rows, B)  # [BLOCK_B, 1], loaded once
+    for t in range(T):
         # The state stays in fp32/fp64; for 16-bit storage it is rounded to W's dtype only as the
         # dot operand (fp32 accumulation).
         h_in = h.to(w0_lo.dtype)  # [BLOCK_B, BLOCK_H]
@@ -253,23 +275,52 @@ def gated_fwd_kernel(
             h_in, w0_lo, w0_hi, w1_lo, w1_hi, w2_lo, w2_hi, w3_lo, w3_hi,
             CELL, W_HALVES, SPLIT_K_LEVELS, DOT_PRECISION, state_dtype,
         )  # [BLOCK_B, BLOCK_H] each (q3: LSTM only)  # fmt: skip
-        p0, p1, p2, p3 = load_gate_tiles(
-            (pre_t_ptr + pre_rows) + pre_cols, stride_pre_g, mask, CELL, state_dtype
-        )  # [BLOCK_B, BLOCK_H] each
+        if HAS_LENGTHS:
+            active = t < lengths  # [BLOCK_B, 1]
+            # pre of an inactive row is not needed: not read.
+            p0, p1, p2, p3 = load_gate_tiles(
+                (pre_t_ptr + pre_rows) + pre_cols, stride_pre_g, mask & active, CELL, state_dtype
+            )  # [BLOCK_B, BLOCK_H] each
+        else:
+            p0, p1, p2, p3 = load_gate_tiles(
+                (pre_t_ptr + pre_rows) + pre_cols, stride_pre_g, mask, CELL, state_dtype
+            )  # [BLOCK_B, BLOCK_H] each
         if CELL == LSTM:
-            y0, y1, y2, y3, c, h = lstm_step(p0 + q0, p1 + q1, p2 + q2, p3 + q3, c)  # [BLOCK_B, BLOCK_H] each
-            aux = c  # [BLOCK_B, BLOCK_H]
+            y0, y1, y2, y3, c_new, h_new = lstm_step(
+                p0 + q0, p1 + q1, p2 + q2, p3 + q3, c
+            )  # [BLOCK_B, BLOCK_H] each
+            if HAS_LENGTHS:
+                # Inactive rows carry (h, c). h is carried as its dot operand h_in: the same value
+                # for fp32/fp64 state; for 16-bit storage h only ever leaves the kernel rounded to
+                # the storage dtype (h_in's), as the next dot operand and as h_n, so the carry is
+                # exact while the fp32 h need not stay live across the G dots (sm_90, bf16 H=128:
+                # 203 registers, 208 carrying h; no spills either way).
+                c = tl.where(active, c_new, c)  # [BLOCK_B, BLOCK_H]
+                h = tl.where(active, h_new, h_in.to(state_dtype))  # [BLOCK_B, BLOCK_H]
+            else:
+                c = c_new  # [BLOCK_B, BLOCK_H]
+                h = h_new  # [BLOCK_B, BLOCK_H]
+            aux = c_new  # [BLOCK_B, BLOCK_H]
         else:
             aux = q2 + b2  # [BLOCK_B, BLOCK_H]
-            y0, y1, y2, h = gru_step(
+            y0, y1, y2, h_new = gru_step(
                 p0, p1, p2, q0 + b0, q1 + b1, aux, h, act_bias, ACTIVATION
             )  # [BLOCK_B, BLOCK_H] each
             y3 = y2  # [BLOCK_B, BLOCK_H]
+            if HAS_LENGTHS:
+                h = tl.where(active, h_new, h)  # [BLOCK_B, BLOCK_H]: inactive rows carry h
+            else:
+                h = h_new  # [BLOCK_B, BLOCK_H]
+        if HAS_LENGTHS:
+            # Inactive rows write exactly 0: the output and every saved activation.
+            y0, y1, y2, y3 = zero_inactive(active, y0, y1, y2, y3, CELL)  # [BLOCK_B, BLOCK_H] each
+            aux = tl.where(active, aux, 0.0)  # [BLOCK_B, BLOCK_H]
+            h_new = tl.where(active, h_new, 0.0)  # [BLOCK_B, BLOCK_H]
         # Padded rows and columns hold finite values that are never stored and, W's padding being
         # zero, never reach a real unit.
         store_gate_tiles((gates_t_ptr + gates_rows) + gates_cols, stride_gates_g, mask, y0, y1, y2, y3, CELL)
         tl.store((aux_t_ptr + aux_rows) + aux_cols, aux.to(aux_ptr.dtype.element_ty), mask=mask)
-        tl.store((out_t_ptr + out_rows) + out_cols, h.to(out_ptr.dtype.element_ty), mask=mask)
+        tl.store((out_t_ptr + out_rows) + out_cols, h_new.to(out_ptr.dtype.element_ty), mask=mask)
         pre_t_ptr += stride_pre_t
         gates_t_ptr += stride_gates_t
         aux_t_ptr += stride_aux_t

@@ -2,7 +2,7 @@
 pass the strides. No maths here (see cells.py, forward.py, backward.py).
 
 The four entry points implement the contract stated at the top of trit_rnn/backends/torch_gated.py
-with the same signatures and results (plus an optional keyword-only launch config):
+with the same signatures and results (plus keyword-only variable lengths and launch config):
 
     lstm_forward(pre, weight_hh, h0, c0) -> (outputs, h_n, c_n, gates, cells)
     lstm_backward(grad_out, grad_hn, grad_cn, outputs, gates, cells, h0, c0, weight_hh) -> (d_gates, dh0, dc0)
@@ -12,6 +12,15 @@ with the same signatures and results (plus an optional keyword-only launch confi
 Every [T, B, G*H] tensor is passed as its [T, B, G, H] view and weight_hh [G*H, H] as [G, H, H]
 (views, no copies): the kernels step from one gate block to the next by a stride. Tiling, K-chunking
 and W staging follow the dense family (kernels/dense/launch.py), applied to each of the G blocks.
+
+lengths (keyword-only, every entry point): None, or an integer tensor [B] (int32 or int64) on the
+data's device, each value in [1, T] (validated upstream; the kernels treat a value <= 0 as a row that
+is never active and one >= T as a full row). Row b is active at step t iff t < lengths[b]; an
+inactive row keeps its states, and its outputs and saved activations (gates, cells / hidden_n) are
+exactly 0, so h_n, c_n are its states after its last active step. The backward ignores grad_out at
+inactive steps, applies grad_hn / grad_cn at the row's last active step (carried unchanged through
+the inactive tail) and writes exactly 0 in every per-step gradient (d_gates, d_pre, d_hidden) there.
+lengths=None launches the kernels without the masking (HAS_LENGTHS=False).
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ from ..dense.launch import (
     autotune_key,
     candidate_configs,
 )
+from ..lengths import check_lengths, lengths_arg
 from ..specs import CompileSpec, Config
 from .backward import gated_bwd_kernel
 from .cells import CELLS, GATES
@@ -192,9 +202,10 @@ def budget(hidden_size: int, dtype: torch.dtype, shared_limit: int | None, kerne
     return lambda config: estimate_budget(hidden_size, dtype, config, shared_limit, kernel)
 
 
-def _choose_config(kernel_name, tensor, hidden_size, batch, run) -> Config:
+def _choose_config(kernel_name, tensor, hidden_size, batch, run, ragged: bool = False) -> Config:
+    # A ragged launch compiles the HAS_LENGTHS variant, whose registers differ: its own cache entry.
     return autotune.choose_for_launch(
-        kernel_name,
+        autotune.variant_name(kernel_name, ragged),
         KERNELS[kernel_name],
         autotune_key(hidden_size, batch, tensor.dtype),
         candidate_configs(),
@@ -206,11 +217,13 @@ def _choose_config(kernel_name, tensor, hidden_size, batch, run) -> Config:
     )
 
 
-def _launch(kernel_name: str, run, tensor, hidden_size: int, batch: int, config: Config | None) -> None:
+def _launch(
+    kernel_name: str, run, tensor, hidden_size: int, batch: int, config: Config | None, ragged: bool
+) -> None:
     if run is None:
         return
     if config is None:
-        config = _choose_config(kernel_name, tensor, hidden_size, batch, run)
+        config = _choose_config(kernel_name, tensor, hidden_size, batch, run, ragged)
     _check_config(config)
     run(config)
 
@@ -301,11 +314,13 @@ def _state_or_dummy(x, dtype, dummy):
 # forward
 
 
-def _forward_launch(cell: str, pre, weight_hh, bias_hh, h0, c0, act_bias=None, nonlinearity="tanh"):
+def _forward_launch(
+    cell: str, pre, weight_hh, bias_hh, h0, c0, act_bias=None, nonlinearity="tanh", lengths=None
+):
     """(run, outputs, h_n, c_n, gates, aux): run(config) launches the forward kernel of `cell` and
     returns what the launch returns; run is None when there is nothing to compute (h_n and c_n are
     then set). c_n is None for the GRU, aux is cells (LSTM) or hidden_n (GRU). nonlinearity and
-    act_bias: the GRU candidate's (the LSTM's is tanh)."""
+    act_bias: the GRU candidate's (the LSTM's is tanh); lengths: see the module docstring."""
     code = _nonlinearity_code(nonlinearity)
     T, B, H = _check_pre(cell, pre)
     G = GATES[cell]
@@ -316,6 +331,7 @@ def _forward_launch(cell: str, pre, weight_hh, bias_hh, h0, c0, act_bias=None, n
         raise ValueError(f"bias_hh must be [{G * H}], got {tuple(bias_hh.shape)}")
     if code == NONLINEARITIES["modrelu"] and (act_bias is None or act_bias.shape != (H,)):
         raise ValueError(f"modrelu needs act_bias of shape [{H}]")
+    check_lengths(lengths, B, pre.device)
 
     state_dtype = _state_dtype(pre.dtype)
     device = pre.device
@@ -341,10 +357,12 @@ def _forward_launch(cell: str, pre, weight_hh, bias_hh, h0, c0, act_bias=None, n
     act_bias_stride = act_bias_arg.stride(0) if modrelu else 0
     cn_arg, cn_strides = (c_n, c_n.stride()) if c_n is not None else (h_n, (0, 0))
     pre_g, w_g, gates_g = _by_gate(pre, G), weight_hh.unflatten(0, (G, H)), _by_gate(gates, G)
+    lengths_ptr = lengths_arg(lengths, device)
 
     def run(cfg: Config):
         return gated_fwd_kernel[(triton.cdiv(B, cfg.block_b),)](
             pre_g, w_g, bias_arg, act_bias_arg, h0_arg, c0_arg, outputs, h_n, cn_arg, gates_g, aux,
+            lengths_ptr,
             T, B, H,
             *pre_g.stride(),
             *w_g.stride(),
@@ -362,6 +380,7 @@ def _forward_launch(cell: str, pre, weight_hh, bias_hh, h0, c0, act_bias=None, n
             HAS_BIAS=bias_hh is not None,
             HAS_H0=h0 is not None,
             HAS_C0=c0 is not None,
+            HAS_LENGTHS=lengths is not None,
             STATE_FP64=state_dtype == torch.float64,
             **_tile_constexprs(H, pre.dtype, cfg, "fwd"),
             num_warps=cfg.num_warps,
@@ -371,24 +390,38 @@ def _forward_launch(cell: str, pre, weight_hh, bias_hh, h0, c0, act_bias=None, n
     return run, outputs, h_n, c_n, gates, aux
 
 
-def lstm_forward(pre, weight_hh, h0, c0, *, config: Config | None = None):
+def lstm_forward(
+    pre, weight_hh, h0, c0, *, lengths: torch.Tensor | None = None, config: Config | None = None
+):
     """The LSTM forward of the contract (trit_rnn/backends/torch_gated.py): (outputs [T, B, H],
-    h_n, c_n [B, H]) in pre's dtype, (gates [T, B, 4H], cells [T, B, H]) in the state dtype."""
-    run, outputs, h_n, c_n, gates, cells = _forward_launch("lstm", pre, weight_hh, None, h0, c0)
-    _launch("lstm_fwd", run, pre, outputs.shape[2], outputs.shape[1], config)
+    h_n, c_n [B, H]) in pre's dtype, (gates [T, B, 4H], cells [T, B, H]) in the state dtype.
+    lengths: variable lengths (module docstring)."""
+    run, outputs, h_n, c_n, gates, cells = _forward_launch(
+        "lstm", pre, weight_hh, None, h0, c0, lengths=lengths
+    )
+    _launch("lstm_fwd", run, pre, outputs.shape[2], outputs.shape[1], config, lengths is not None)
     return outputs, h_n, c_n, gates, cells
 
 
 def gru_forward(
-    pre, weight_hh, bias_hh, h0, act_bias=None, nonlinearity="tanh", *, config: Config | None = None
+    pre,
+    weight_hh,
+    bias_hh,
+    h0,
+    act_bias=None,
+    nonlinearity="tanh",
+    *,
+    lengths: torch.Tensor | None = None,
+    config: Config | None = None,
 ):
     """The GRU (and GORU: nonlinearity "modrelu" with act_bias [H]) forward of the contract
     (trit_rnn/backends/torch_gated.py): (outputs [T, B, H], h_n [B, H]) in pre's dtype,
-    (gates [T, B, 3H], hidden_n [T, B, H]) in the state dtype."""
+    (gates [T, B, 3H], hidden_n [T, B, H]) in the state dtype. lengths: variable lengths (module
+    docstring)."""
     run, outputs, h_n, _, gates, hidden_n = _forward_launch(
-        "gru", pre, weight_hh, bias_hh, h0, None, act_bias, nonlinearity
+        "gru", pre, weight_hh, bias_hh, h0, None, act_bias, nonlinearity, lengths
     )
-    _launch("gru_fwd", run, pre, outputs.shape[2], outputs.shape[1], config)
+    _launch("gru_fwd", run, pre, outputs.shape[2], outputs.shape[1], config, lengths is not None)
     return outputs, h_n, gates, hidden_n
 
 
@@ -397,7 +430,18 @@ def gru_forward(
 
 
 def _backward_launch(
-    cell: str, grad_out, grad_hn, grad_cn, outputs, gates, aux, h0, c0, weight_hh, nonlinearity="tanh"
+    cell: str,
+    grad_out,
+    grad_hn,
+    grad_cn,
+    outputs,
+    gates,
+    aux,
+    h0,
+    c0,
+    weight_hh,
+    nonlinearity="tanh",
+    lengths=None,
 ):
     """(run, d_gates, d_pre, dh0, dc0) as _forward_launch, for the backward kernel of `cell`. d_gates
     is the LSTM's d_gates or the GRU's d_hidden; d_pre (GRU) and dc0 (LSTM) are None otherwise."""
@@ -417,6 +461,7 @@ def _backward_launch(
     _check_sequence(gates, "gates", (T, B, G * H), state_dtype)
     _check_sequence(aux, "cells" if cell == "lstm" else "hidden_n", (T, B, H), state_dtype)
     _check_weight(cell, weight_hh, H, outputs)
+    check_lengths(lengths, B, outputs.device)
 
     device = outputs.device
     d_gates = torch.empty((T, B, G * H), dtype=state_dtype, device=device)
@@ -437,10 +482,12 @@ def _backward_launch(
     dc0_arg = dc0 if dc0 is not None else dh0
     gates_g, w_g, dg_g = _by_gate(gates, G), weight_hh.unflatten(0, (G, H)), _by_gate(d_gates, G)
     dpre_g = _by_gate(d_pre, G) if d_pre is not None else dg_g
+    lengths_ptr = lengths_arg(lengths, device)
 
     def run(cfg: Config):
         return gated_bwd_kernel[(triton.cdiv(B, cfg.block_b),)](
             grad_out, ghn_arg, gcn_arg, gates_g, aux, seq, s0_arg, w_g, dg_g, dpre_g, dh0, dc0_arg,
+            lengths_ptr,
             T, B, H,
             *grad_out.stride(),
             *ghn_strides,
@@ -459,6 +506,7 @@ def _backward_launch(
             HAS_GRAD_HN=grad_hn is not None,
             HAS_GRAD_CN=grad_cn is not None,
             HAS_S0=s0 is not None,
+            HAS_LENGTHS=lengths is not None,
             **_tile_constexprs(H, outputs.dtype, cfg, "bwd"),
             num_warps=cfg.num_warps,
             num_stages=cfg.num_stages,
@@ -468,15 +516,27 @@ def _backward_launch(
 
 
 def lstm_backward(
-    grad_out, grad_hn, grad_cn, outputs, gates, cells, h0, c0, weight_hh, *, config: Config | None = None
+    grad_out,
+    grad_hn,
+    grad_cn,
+    outputs,
+    gates,
+    cells,
+    h0,
+    c0,
+    weight_hh,
+    *,
+    lengths: torch.Tensor | None = None,
+    config: Config | None = None,
 ):
     """The LSTM backward of the contract (trit_rnn/backends/torch_gated.py): d_gates [T, B, 4H]
     (the gradient of pre), dh0 and dc0 [B, H], in the state dtype. h0 is not read (it enters the
-    weight gradient only, which the caller computes)."""
+    weight gradient only, which the caller computes). lengths: those of the forward (module
+    docstring)."""
     run, d_gates, _, dh0, dc0 = _backward_launch(
-        "lstm", grad_out, grad_hn, grad_cn, outputs, gates, cells, h0, c0, weight_hh
+        "lstm", grad_out, grad_hn, grad_cn, outputs, gates, cells, h0, c0, weight_hh, lengths=lengths
     )
-    _launch("lstm_bwd", run, outputs, outputs.shape[2], outputs.shape[1], config)
+    _launch("lstm_bwd", run, outputs, outputs.shape[2], outputs.shape[1], config, lengths is not None)
     return d_gates, dh0, dc0
 
 
@@ -490,15 +550,17 @@ def gru_backward(
     weight_hh,
     nonlinearity="tanh",
     *,
+    lengths: torch.Tensor | None = None,
     config: Config | None = None,
 ):
     """The GRU (and GORU) backward of the contract (trit_rnn/backends/torch_gated.py): d_pre and
     d_hidden [T, B, 3H] (the gradients of pre and of q = h @ weight_hh^T + bias_hh) and dh0 [B, H],
-    in the state dtype. The candidate's derivative is read from the stored n (no act_bias needed)."""
+    in the state dtype. The candidate's derivative is read from the stored n (no act_bias needed).
+    lengths: those of the forward (module docstring)."""
     run, d_hidden, d_pre, dh0, _ = _backward_launch(
-        "gru", grad_out, grad_hn, None, outputs, gates, hidden_n, h0, None, weight_hh, nonlinearity
+        "gru", grad_out, grad_hn, None, outputs, gates, hidden_n, h0, None, weight_hh, nonlinearity, lengths
     )
-    _launch("gru_bwd", run, outputs, outputs.shape[2], outputs.shape[1], config)
+    _launch("gru_bwd", run, outputs, outputs.shape[2], outputs.shape[1], config, lengths is not None)
     return d_pre, d_hidden, dh0
 
 
@@ -530,13 +592,21 @@ def benchmark_runs(hidden_size: int, batch: int, dtype: torch.dtype, device, seq
     return runs
 
 
-def compile_specs(hidden_size: int, dtype: torch.dtype, config: Config, *, nonlinearity: str = "tanh"):
+def compile_specs(
+    hidden_size: int,
+    dtype: torch.dtype,
+    config: Config,
+    *,
+    nonlinearity: str = "tanh",
+    lengths: bool = False,
+):
     """One CompileSpec per kernel ("lstm_fwd", "lstm_bwd", "gru_fwd", "gru_bwd") for
     triton.compile(ASTSource(...)); nonlinearity: the GRU candidate's (the LSTM's is tanh).
 
     The specs describe the common launch: every optional state, bias and upstream gradient given,
     grad_out in the storage dtype, every size and stride a 32-bit integer (the kernels widen to
-    int64 themselves).
+    int64 themselves). lengths: the variable-length variants (HAS_LENGTHS, int32 lengths);
+    meta["lengths"] says which.
     """
     storage = "*" + _TRITON_TYPES[dtype]
     state = "*" + _TRITON_TYPES[_state_dtype(dtype)]
@@ -550,6 +620,7 @@ def compile_specs(hidden_size: int, dtype: torch.dtype, config: Config, *, nonli
         "pre_ptr": storage, "w_ptr": storage, "bias_ptr": state, "act_bias_ptr": state,
         "h0_ptr": state, "c0_ptr": state,
         "out_ptr": storage, "hn_ptr": storage, "cn_ptr": storage, "gates_ptr": state, "aux_ptr": state,
+        "lengths_ptr": "*i32",
         "T": "i32", "B": "i32", "H": "i32",
         **strides("pre_t", "pre_b", "pre_g", "pre_h", "w_g", "w_row", "w_col", "bias_g", "bias_h", "act_bias_h",
                   "h0_b", "h0_h", "c0_b", "c0_h", "out_t", "out_b", "out_h", "hn_b", "hn_h",
@@ -565,6 +636,7 @@ def compile_specs(hidden_size: int, dtype: torch.dtype, config: Config, *, nonli
             "nonlinearity": nonlinearity if cell == "gru" else "tanh",
             "config": config.label(),
             "BLOCK_H": fwd_tile["BLOCK_H"],
+            "lengths": bool(lengths),
         }
         code = _nonlinearity_code(nonlinearity) if cell == "gru" else NONLINEARITIES["tanh"]
         fwd_constexprs = {
@@ -573,6 +645,7 @@ def compile_specs(hidden_size: int, dtype: torch.dtype, config: Config, *, nonli
             "HAS_BIAS": cell == "gru",
             "HAS_H0": True,
             "HAS_C0": cell == "lstm",
+            "HAS_LENGTHS": bool(lengths),
             "STATE_FP64": dtype == torch.float64,
             **fwd_tile,
         }
@@ -582,6 +655,7 @@ def compile_specs(hidden_size: int, dtype: torch.dtype, config: Config, *, nonli
             # the state sequence the step reads: LSTM cells (state dtype), GRU outputs (storage)
             "seq_ptr": state if cell == "lstm" else storage, "s0_ptr": state, "w_ptr": storage,
             "dgates_ptr": state, "dpre_ptr": state, "dh0_ptr": state, "dc0_ptr": state,
+            "lengths_ptr": "*i32",
             "T": "i32", "B": "i32", "H": "i32",
             **strides("go_t", "go_b", "go_h", "ghn_b", "ghn_h", "gcn_b", "gcn_h",
                       "gates_t", "gates_b", "gates_g", "gates_h", "aux_t", "aux_b", "aux_h",
@@ -595,6 +669,7 @@ def compile_specs(hidden_size: int, dtype: torch.dtype, config: Config, *, nonli
             "HAS_GRAD_HN": True,
             "HAS_GRAD_CN": cell == "lstm",
             "HAS_S0": True,
+            "HAS_LENGTHS": bool(lengths),
             **bwd_tile,
         }
         specs += [

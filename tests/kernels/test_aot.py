@@ -17,6 +17,8 @@ from trit_rnn.kernels import aot
 from trit_rnn.kernels.specs import Config
 
 PROBE = {"probe": "tests.kernels.aot_probe_kernel"}
+VARLEN_SUFFIX = aot.LENGTHS_SUFFIX  # the variable-length variants' kernel names end in it
+
 TARGETS = ["sm_90", "sm_80"]
 # Dense configs compiled by the test (all twelve candidates take ~10 minutes on two cores; the CLI
 # compiles them all). The set must contain the configs the launcher is expected to pick.
@@ -136,12 +138,14 @@ def test_dense_family_is_registered():
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("lengths", [False, True], ids=["plain", "lengths"])
 @pytest.mark.parametrize(
     "dtype,hidden", [(torch.float32, 128), (torch.bfloat16, 256)], ids=["fp32-H128", "bf16-H256"]
 )
-def test_dense_kernels_compile_and_some_config_fits(dtype, hidden):
+def test_dense_kernels_compile_and_some_config_fits(dtype, hidden, lengths):
+    """lengths: the variable-length variants (HAS_LENGTHS) must fit as the plain kernels do."""
     records = aot.collect_in_subprocess(
-        TARGETS, [hidden], [dtype], configs=DENSE_TEST_CONFIGS, families=["dense"]
+        TARGETS, [hidden], [dtype], configs=DENSE_TEST_CONFIGS, families=["dense"], lengths=lengths
     )
     print("\n" + aot.format_table(records))
     errors = [r for r in records if r.get("error")]
@@ -149,7 +153,8 @@ def test_dense_kernels_compile_and_some_config_fits(dtype, hidden):
         f"{r['kernel']} {r['target']} {r.get('config')}: {r['error']}" for r in errors
     )
     missing, no_fit = [], []
-    for kernel in ("dense_fwd", "dense_bwd"):
+    suffix = VARLEN_SUFFIX if lengths else ""
+    for kernel in ("dense_fwd" + suffix, "dense_bwd" + suffix):
         for target in TARGETS:
             mine = [r for r in records if r["kernel"] == kernel and r["target"] == target]
             if len(mine) != len(DENSE_TEST_CONFIGS):
@@ -181,10 +186,11 @@ records = []
 cases = [(torch.float32, nl) for nl in launch.NONLINEARITIES] + [(torch.bfloat16, nl) for nl in launch.NONLINEARITIES]
 cases += [(torch.float64, "tanh"), (torch.float16, "modrelu")]
 for dtype, nl in cases:
-    for spec in launch.compile_specs(64, dtype, Config(16, 8, 1), nonlinearity=nl):
-        r = aot.compile_resources(spec, "sm_90")
-        records.append({"kernel": spec.name, "dtype": str(dtype), "nonlinearity": nl, "fits": r["fits"],
-                        "spill_bytes": r["spill_bytes"], "registers": r["registers"]})
+    for lengths in (False, True):
+        for spec in launch.compile_specs(64, dtype, Config(16, 8, 1), nonlinearity=nl, lengths=lengths):
+            r = aot.compile_resources(spec, "sm_90")
+            records.append({"kernel": spec.name, "dtype": str(dtype), "nonlinearity": nl, "lengths": lengths,
+                            "fits": r["fits"], "spill_bytes": r["spill_bytes"], "registers": r["registers"]})
 print(json.dumps(records))
 """
 
@@ -192,7 +198,8 @@ print(json.dumps(records))
 @pytest.mark.slow
 def test_every_activation_and_dtype_compiles_for_sm90():
     """The interpreter checks every activation and dtype numerically; this builds each of those
-    GPU code paths once (H=64, BLOCK_B=16, 8 warps) so none is first compiled on a user's GPU."""
+    GPU code paths once (H=64, BLOCK_B=16, 8 warps), plain and with variable lengths, so none is
+    first compiled on a user's GPU."""
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env["PYTHONPATH"] = os.pathsep.join(sys.path)
     done = subprocess.run(
@@ -200,7 +207,7 @@ def test_every_activation_and_dtype_compiles_for_sm90():
     )
     assert done.returncode == 0, done.stderr[-3000:]
     records = json.loads(done.stdout.strip().splitlines()[-1])
-    assert len(records) == 2 * (4 + 4 + 2)
+    assert len(records) == 2 * 2 * (4 + 4 + 2)
     bad = [r for r in records if not (r["fits"] and r["spill_bytes"] == 0 and r["registers"] > 0)]
     assert not bad, bad
 
@@ -208,9 +215,12 @@ def test_every_activation_and_dtype_compiles_for_sm90():
 def test_over_budget_configs_are_reported_without_compiling():
     """skip_over_budget: W alone over the shared limit (fp32 H=256: 256 KiB > 227 KiB) gives
     not-fitting records at once (this process runs the interpreter, where compiling would fail)."""
-    task = ("dense", ".dense.launch", "sm_90", "float32", 256, Config(16, 8, 1), True)
+    task = ("dense", ".dense.launch", "sm_90", "float32", 256, Config(16, 8, 1), True, False)
     records = aot._compile_task(task)
     assert [r["kernel"] for r in records] == ["dense_fwd", "dense_bwd"]
+    varlen = aot._compile_task((*task[:-1], True))
+    assert [r["kernel"] for r in varlen] == ["dense_fwd+lengths", "dense_bwd+lengths"]
+    assert all(r["skipped"] == records[0]["skipped"] for r in varlen)
     for r in records:
         assert r["fits"] is False and r["skipped"].startswith("not compiled: static estimate")
         assert "278528 B > 232448 B" in r["skipped"] and r["problems"] == [r["skipped"]]
@@ -220,10 +230,13 @@ def test_over_budget_configs_are_reported_without_compiling():
 
 
 def test_sizes_padding_to_one_block_share_a_compile_key():
-    def key(hidden, dtype="bfloat16", skip=False):
-        return aot._compile_key(("dense", ".dense.launch", "sm_90", dtype, hidden, Config(16, 8, 1), skip))
+    def key(hidden, dtype="bfloat16", skip=False, lengths=False):
+        return aot._compile_key(
+            ("dense", ".dense.launch", "sm_90", dtype, hidden, Config(16, 8, 1), skip, lengths)
+        )
 
     assert key(192) == key(256) != key(128)
+    assert key(192, lengths=True) == key(256, lengths=True) != key(256)
     assert key(192, "float32") != key(192)
     # A task skipped for its budget is its own key (nothing is compiled for it).
     assert key(320, skip=True) != key(384, skip=True)
@@ -254,16 +267,21 @@ def test_subprocess_timeout_ends_the_whole_process_group(tmp_path):
 
 
 @pytest.mark.slow
-def test_complex_dense_kernels_fit_sm90_without_spills():
+@pytest.mark.parametrize("lengths", [False, True], ids=["plain", "lengths"])
+def test_complex_dense_kernels_fit_sm90_without_spills(lengths):
     """complex64 (fp32 planes) at H=64 and H=128, BLOCK_B=16 with 8 warps: both kernels compile for
     sm_90 without spills within the shared-memory limit (both W planes stay on chip). Only the
-    complex family compiles for a complex dtype."""
-    records = aot.collect_in_subprocess("sm_90", [64, 128], [torch.complex64], configs=[Config(16, 8, 1)])
+    complex family compiles for a complex dtype. lengths: the same for the variable-length variants
+    (HAS_LENGTHS)."""
+    records = aot.collect_in_subprocess(
+        "sm_90", [64, 128], [torch.complex64], configs=[Config(16, 8, 1)], lengths=lengths
+    )
     print("\n" + aot.format_table(records))
     assert {r["family"] for r in records} == {"dense_complex"}
     errors = [r for r in records if r.get("error")]
     assert not errors, "\n".join(f"{r['kernel']} H={r.get('hidden_size')}: {r['error']}" for r in errors)
-    for kernel in ("dense_complex_fwd", "dense_complex_bwd"):
+    suffix = VARLEN_SUFFIX if lengths else ""
+    for kernel in ("dense_complex_fwd" + suffix, "dense_complex_bwd" + suffix):
         for hidden in (64, 128):
             (r,) = [r for r in records if r["kernel"] == kernel and r["hidden_size"] == hidden]
             assert r["spill_bytes"] == 0 and r["spill_loads"] == 0 and r["fits"], _ok(r)
@@ -296,6 +314,60 @@ def test_gated_kernels_fit_sm90_without_spills(dtype, hidden):
         assert r["shared_bytes"] >= gates * hidden * hidden * dtype.itemsize, _ok(r)
 
 
+COMPILE_GATED_VARLEN = """
+import json, sys, torch
+from trit_rnn.kernels import aot
+from trit_rnn.kernels.gated import launch
+from trit_rnn.kernels.specs import Config
+dtype, hidden = getattr(torch, sys.argv[1]), int(sys.argv[2])
+config = Config(16, 8, 1)
+records = []
+for nonlinearity in ("tanh", "modrelu"):
+    for spec in launch.compile_specs(hidden, dtype, config, nonlinearity=nonlinearity, lengths=True):
+        if nonlinearity == "modrelu" and spec.name.startswith("lstm"):
+            continue  # the LSTM has no candidate nonlinearity: the same kernel as with tanh
+        r = aot.compile_resources(spec, "sm_90")
+        cell = "goru" if nonlinearity == "modrelu" else spec.name.split("_")[0]
+        records.append({"kernel": spec.name, "cell": cell, "lengths": spec.constexprs["HAS_LENGTHS"],
+                        "estimate": launch.estimate_shared_bytes(hidden, dtype, config, spec.name),
+                        **{k: r[k] for k in ("fits", "registers", "spill_bytes", "spill_loads",
+                                             "shared_bytes", "shared_limit")}})
+print(json.dumps(records))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "dtype,hidden", [(torch.bfloat16, 128), (torch.float32, 64)], ids=["bf16-H128", "fp32-H64"]
+)
+def test_varlen_gated_kernels_fit_sm90_without_spills(dtype, hidden):
+    """The variable-length variants (HAS_LENGTHS) of the LSTM, GRU and GORU kernels, forward and
+    backward, at the sizes and config of the test above: no spills, and exactly the shared memory of
+    the launcher's estimate (the G weight blocks and a state tile; the lengths mask adds none)."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["PYTHONPATH"] = os.pathsep.join(sys.path)
+    done = subprocess.run(
+        [sys.executable, "-c", COMPILE_GATED_VARLEN, aot.dtype_name(dtype), str(hidden)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    records = json.loads(done.stdout.strip().splitlines()[-1])
+    for r in records:
+        print(r)
+    assert sorted((r["cell"], r["kernel"]) for r in records) == [
+        ("goru", "gru_bwd"), ("goru", "gru_fwd"), ("gru", "gru_bwd"), ("gru", "gru_fwd"),
+        ("lstm", "lstm_bwd"), ("lstm", "lstm_fwd"),
+    ]  # fmt: skip
+    for r in records:
+        assert r["lengths"] is True
+        assert r["fits"] and r["spill_bytes"] == 0 and r["spill_loads"] == 0, r
+        assert 0 < r["registers"] <= aot.MAX_REGISTERS_PER_THREAD, r
+        assert r["shared_bytes"] == r["estimate"] <= r["shared_limit"] == aot.TARGETS["sm_90"][1], r
+
+
 COMPILE_COMPLEX_VARIANTS = """
 import json, torch
 from trit_rnn.kernels import aot
@@ -303,10 +375,11 @@ from trit_rnn.kernels.dense_complex import launch
 from trit_rnn.kernels.specs import Config
 records = []
 for dtype, nl in [(torch.complex64, "identity"), (torch.complex128, "identity"), (torch.complex128, "modrelu")]:
-    for spec in launch.compile_specs(64, dtype, Config(16, 8, 1), nonlinearity=nl):
-        r = aot.compile_resources(spec, "sm_90")
-        records.append({"kernel": spec.name, "dtype": str(dtype), "nonlinearity": nl, "fits": r["fits"],
-                        "spill_bytes": r["spill_bytes"], "registers": r["registers"]})
+    for lengths in (False, True):
+        for spec in launch.compile_specs(64, dtype, Config(16, 8, 1), nonlinearity=nl, lengths=lengths):
+            r = aot.compile_resources(spec, "sm_90")
+            records.append({"kernel": spec.name, "dtype": str(dtype), "nonlinearity": nl, "lengths": lengths,
+                            "fits": r["fits"], "spill_bytes": r["spill_bytes"], "registers": r["registers"]})
 print(json.dumps(records))
 """
 
@@ -314,7 +387,7 @@ print(json.dumps(records))
 @pytest.mark.slow
 def test_every_complex_activation_and_dtype_compiles_for_sm90():
     """The complex variants the test above does not build (identity; complex128, whose fp64 dots are
-    tensor-core dots), once each at H=64, BLOCK_B=16, 8 warps."""
+    tensor-core dots), once each at H=64, BLOCK_B=16, 8 warps, plain and with variable lengths."""
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env["PYTHONPATH"] = os.pathsep.join(sys.path)
     done = subprocess.run(
@@ -322,6 +395,6 @@ def test_every_complex_activation_and_dtype_compiles_for_sm90():
     )
     assert done.returncode == 0, done.stderr[-3000:]
     records = json.loads(done.stdout.strip().splitlines()[-1])
-    assert len(records) == 2 * 3
+    assert len(records) == 2 * 2 * 3
     bad = [r for r in records if not (r["fits"] and r["spill_bytes"] == 0 and r["registers"] > 0)]
     assert not bad, bad

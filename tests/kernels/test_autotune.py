@@ -6,8 +6,11 @@ import subprocess
 import sys
 import textwrap
 import time
+import warnings
+from pathlib import Path
 
 import pytest
+import torch
 from trit_rnn.kernels import autotune
 from trit_rnn.kernels.specs import Config
 
@@ -34,7 +37,32 @@ def test_cache_path_honours_env(tmp_path):
 def test_cache_dir_falls_back_to_xdg(tmp_path, monkeypatch):
     monkeypatch.delenv("TRIT_RNN_CACHE_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setattr(autotune.sys, "platform", "linux")
     assert autotune.cache_dir() == tmp_path / "xdg" / "trit_rnn"
+
+
+def test_cache_dir_without_override_is_the_platform_user_cache(monkeypatch):
+    monkeypatch.delenv("TRIT_RNN_CACHE_DIR")
+    assert autotune.cache_dir() == autotune.user_cache_dir()
+    assert autotune.cache_path() == autotune.user_cache_dir() / autotune.CACHE_FILE_NAME
+
+
+@pytest.mark.parametrize(
+    "platform, environ, expected",
+    [
+        ("linux", {"XDG_CACHE_HOME": "/xdg/cache"}, "/xdg/cache/trit_rnn"),
+        ("linux", {}, "/home/u/.cache/trit_rnn"),
+        ("linux", {"XDG_CACHE_HOME": ""}, "/home/u/.cache/trit_rnn"),
+        # The XDG spec: a relative path is invalid and ignored.
+        ("linux", {"XDG_CACHE_HOME": "relative/cache"}, "/home/u/.cache/trit_rnn"),
+        ("freebsd14", {"XDG_CACHE_HOME": "/xdg"}, "/xdg/trit_rnn"),
+        ("darwin", {"XDG_CACHE_HOME": "/xdg/cache"}, "/home/u/Library/Caches/trit_rnn"),
+        ("win32", {"LOCALAPPDATA": "/appdata/local"}, "/appdata/local/trit_rnn/Cache"),
+        ("win32", {}, "/home/u/AppData/Local/trit_rnn/Cache"),
+    ],
+)
+def test_user_cache_dir_follows_the_platform_convention(platform, environ, expected):
+    assert autotune.user_cache_dir(platform, environ, home=Path("/home/u")) == Path(expected)
 
 
 def test_prune_drops_over_budget_and_oversized_blocks():
@@ -112,7 +140,8 @@ def test_corrupt_cache_warns_and_is_rebuilt(tmp_path):
         assert cache.get("k", ("a",), "dev", "s") is None
     cache.put("k", ("a",), "dev", "s", Config(32, 8, 2))
     assert autotune.AutotuneCache().get("k", ("a",), "dev", "s") == Config(32, 8, 2)
-    assert not [p for p in tmp_path.iterdir() if p.name != autotune.CACHE_FILE_NAME]
+    # No temporary file is left behind (the lock file is the writers' advisory lock).
+    assert {p.name for p in tmp_path.iterdir()} <= {autotune.CACHE_FILE_NAME, autotune.LOCK_FILE_NAME}
 
 
 def test_cache_with_wrong_structure_is_corrupt(tmp_path):
@@ -120,6 +149,231 @@ def test_cache_with_wrong_structure_is_corrupt(tmp_path):
     path.write_text(json.dumps({"x": {"block_b": 16, "bogus": 1}}))
     with pytest.warns(RuntimeWarning, match="corrupt"):
         assert autotune.AutotuneCache().get("x", (), "dev", "s") is None
+
+
+def _valid_cache_text(entries):
+    cache = {
+        autotune._full_key("k", (f"H={n}",), "dev", "s"): {"block_b": 16, "num_warps": 4, "num_stages": 1}
+        for n in range(entries)
+    }
+    return json.dumps(cache, indent=1)
+
+
+CORRUPT_CACHES = {
+    "not json": b"{not json",
+    "truncated": _valid_cache_text(4).encode()[:-37],
+    "empty": b"",
+    "binary garbage": bytes(range(256)) * 4,  # not UTF-8
+    "nested too deep": b"[" * 100_000,  # json raises RecursionError
+    "top level a list": b"[1, 2]",
+    "string field": json.dumps({"x": {"block_b": "16"}}).encode(),
+    "bool field": json.dumps({"x": {"block_b": True}}).encode(),
+    "missing block_b": json.dumps({"x": {"num_warps": 4}}).encode(),
+}
+
+
+@pytest.mark.parametrize("content", list(CORRUPT_CACHES))
+def test_corrupt_or_truncated_cache_warns_and_is_rebuilt(tmp_path, content):
+    path = tmp_path / autotune.CACHE_FILE_NAME
+    path.write_bytes(CORRUPT_CACHES[content])
+    cache = autotune.AutotuneCache()
+    with pytest.warns(RuntimeWarning, match="corrupt.*rebuilt"):
+        assert cache.get("k", ("H=0",), "dev", "s") is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the rebuild itself warns no more
+        cache.put("k", ("a",), "dev", "s", Config(32, 8, 2))
+        rebuilt = json.loads(path.read_text())
+        assert list(rebuilt) == [autotune._full_key("k", ("a",), "dev", "s")]
+        assert autotune.AutotuneCache().get("k", ("a",), "dev", "s") == Config(32, 8, 2)
+
+
+def test_valid_cache_reads_without_warning(tmp_path):
+    (tmp_path / autotune.CACHE_FILE_NAME).write_text(_valid_cache_text(3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert autotune.AutotuneCache().get("k", ("H=2",), "dev", "s") == Config(16, 4, 1)
+
+
+def test_unwritable_cache_warns_once_and_keeps_choices_in_memory(tmp_path, monkeypatch):
+    """A cache directory that cannot be created (here its parent is a file) must not fail the
+    launch that tuned: the choice stays in memory."""
+    blocker = tmp_path / "a file"
+    blocker.write_text("")
+    monkeypatch.setenv("TRIT_RNN_CACHE_DIR", str(blocker / "cache"))
+    cache = autotune.AutotuneCache()
+    with pytest.warns(RuntimeWarning) as record:
+        cache.put("k", ("a",), "dev", "s", Config(32, 8, 2))
+    messages = [str(w.message) for w in record]
+    assert len(messages) == 2 and "cannot be read" in messages[0] and "cannot be written" in messages[1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cache.put("k", ("b",), "dev", "s", Config(64, 8, 2))
+    assert cache.get("k", ("a",), "dev", "s") == Config(32, 8, 2)
+    assert cache.get("k", ("b",), "dev", "s") == Config(64, 8, 2)
+
+
+def test_failed_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch):
+    path = tmp_path / autotune.CACHE_FILE_NAME
+    cache = autotune.AutotuneCache()
+    cache.put("k", ("a",), "dev", "s", Config(32, 8, 2))
+    before = path.read_bytes()
+
+    def fail(entries, f, **kwargs):
+        f.write('{"half written": ')
+        raise OSError("disk full")
+
+    monkeypatch.setattr(autotune.json, "dump", fail)
+    with pytest.warns(RuntimeWarning, match="cannot be written.*disk full"):
+        cache.put("k", ("b",), "dev", "s", Config(64, 8, 2))
+    assert path.read_bytes() == before
+    assert {p.name for p in tmp_path.iterdir()} == {autotune.CACHE_FILE_NAME, autotune.LOCK_FILE_NAME}
+
+
+def test_deterministic_mode_times_nothing_and_ignores_the_cache():
+    """Under torch.use_deterministic_algorithms(True) the choice is the first survivor of pruning,
+    whatever the cache holds, and nothing is timed or written."""
+
+    def timer(run, config, interpreter):
+        raise AssertionError("timed in deterministic mode")
+
+    cache = autotune.AutotuneCache()
+    cache.put("k", ("H=8",), autotune.device_name("cpu", True), "s", Config(64, 4, 1))
+    entries_before = autotune.AutotuneCache()._read_disk()
+    torch.use_deterministic_algorithms(True)
+    try:
+        chosen = autotune.choose(
+            "k", ("H=8",), CONFIGS, _fits_all, lambda c: None, batch=64, signature="s", cache=cache,
+            interpreter=True, timer=timer,
+        )  # fmt: skip
+        over_budget = autotune.choose(
+            "k", ("H=9",), CONFIGS, _rejects_8_warps, lambda c: None, batch=64, signature="s",
+            cache=cache, interpreter=True, timer=timer,
+        )  # fmt: skip
+    finally:
+        torch.use_deterministic_algorithms(False)
+    assert chosen == Config(16, 4, 1) and over_budget == Config(16, 4, 1)
+    assert autotune.AutotuneCache()._read_disk() == entries_before
+    # Out of deterministic mode the cached (tuned) choice is back.
+    assert autotune.choose(
+        "k", ("H=8",), CONFIGS, _fits_all, lambda c: None, batch=64, signature="s", cache=cache,
+        interpreter=True, timer=timer,
+    ) == Config(64, 4, 1)  # fmt: skip
+
+
+def test_deterministic_mode_on_a_gpu_skips_spilling_configs_without_timing():
+    """The GPU branch without a GPU: launches return spill counts; the first survivor spills, so
+    deterministic mode takes the next one, compiles each candidate once per process, and times
+    nothing."""
+    spills = {Config(16, 4, 1): 64, Config(16, 8, 1): 0, Config(32, 8, 1): 0}
+    launches = []
+
+    def run(config):
+        launches.append(config)
+        return _Compiled(spills[config])
+
+    def timer(run, config, interpreter):
+        raise AssertionError("timed in deterministic mode")
+
+    torch.use_deterministic_algorithms(True)
+    try:
+        choices = [
+            autotune.choose(
+                "k_gpu",
+                ("H=8",),
+                list(spills),
+                _fits_all,
+                run,
+                batch=32,
+                signature="s",
+                interpreter=False,
+                timer=timer,
+            )  # fmt: skip
+            for _ in range(2)
+        ]
+    finally:
+        torch.use_deterministic_algorithms(False)
+    assert choices == [Config(16, 8, 1)] * 2
+    assert launches == list(spills)  # the spill check ran once
+
+
+_HAMMER = """
+import json, sys, time, warnings
+from pathlib import Path
+from trit_rnn.kernels import autotune
+from trit_rnn.kernels.specs import Config
+
+worker, writes, go = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3])
+warnings.simplefilter("always")
+Path(f"{go}.{worker}.ready").touch()
+while not go.exists():
+    time.sleep(0.001)
+cache = autotune.AutotuneCache()
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    cache.get("k", ("first read",), "dev", "s")  # garbage unless the other worker wrote already
+    saw_garbage = any("corrupt" in str(w.message) for w in caught)
+    for i in range(writes):
+        cache.put("k", (f"worker {worker}", f"entry {i}"), "dev", "s", Config(16 << (i % 3), 4, 1 + i % 2))
+        autotune.AutotuneCache()._read_disk()  # a fresh reader, after our write: must be valid
+    corrupt_after_writing = sum("corrupt" in str(w.message) for w in caught) - saw_garbage
+print(json.dumps({"saw_garbage": saw_garbage, "corrupt_after_writing": corrupt_after_writing}))
+"""
+
+
+def test_garbage_cache_used_by_two_processes_at_once_ends_valid(tmp_path):
+    """A cache file filled with garbage, then used by two processes at once, ends valid: they start
+    together (a barrier file), each reads the garbage or the other's rebuild, then writes WRITES
+    entries while reading the file afresh after every write. Every read after a process's first
+    write is valid (writes replace the file atomically), and the final file holds every entry of
+    both processes (writers merge under a lock) and no temporary file is left."""
+    writes = 60
+    path = tmp_path / autotune.CACHE_FILE_NAME
+    path.write_bytes(b'{"dense_fwd": {"block_b": 1' + bytes(range(256)) * 8)
+    go = tmp_path / "go"
+    env = {**os.environ, "TRIT_RNN_CACHE_DIR": str(tmp_path)}
+    root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", _HAMMER, name, str(writes), str(go)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        for name in ("A", "B")
+    ]
+    try:
+        deadline = time.monotonic() + 120
+        while not all(Path(f"{go}.{name}.ready").exists() for name in ("A", "B")):
+            assert all(w.poll() is None for w in workers), [w.communicate() for w in workers]
+            assert time.monotonic() < deadline, "workers did not start"
+            time.sleep(0.01)
+        go.touch()
+        results = []
+        for worker in workers:
+            stdout, stderr = worker.communicate(timeout=120)
+            assert worker.returncode == 0, stderr
+            results.append(json.loads(stdout.splitlines()[-1]))
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+    assert any(r["saw_garbage"] for r in results)  # the first reader met the garbage
+    assert [r["corrupt_after_writing"] for r in results] == [0, 0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        final = json.loads(path.read_text())
+        cache = autotune.AutotuneCache()
+        for name in ("A", "B"):
+            for i in range(writes):
+                expected = Config(16 << (i % 3), 4, 1 + i % 2)
+                assert cache.get("k", (f"worker {name}", f"entry {i}"), "dev", "s") == expected
+    assert len(final) == 2 * writes
+    assert {p.name for p in tmp_path.iterdir() if not p.name.startswith("go")} == {
+        autotune.CACHE_FILE_NAME,
+        autotune.LOCK_FILE_NAME,
+    }
 
 
 class _Compiled:

@@ -119,7 +119,7 @@ def test_complex_forward_backward_match_complex128_reference(case):
         act_bias,
         nonlinearity,
         eps,
-        BLOCK16,
+        config=BLOCK16,
     )
     assert outputs.dtype == dtype and h_n.dtype == dtype and outputs.is_contiguous()
     assert_close(outputs, ref_out, dtype, "outputs")
@@ -141,7 +141,7 @@ def test_complex_forward_backward_match_complex128_reference(case):
         act_bias,
         nonlinearity,
         eps,
-        BLOCK16,
+        config=BLOCK16,
     )
     assert dz.dtype == dtype and dh0.dtype == dtype and dz.is_contiguous()
     assert_close(dz, ref_dz, dtype, "dz")
@@ -182,7 +182,7 @@ def test_modrelu_vjp_at_exact_zeros_matches_autograd(dtype):
         z.to(WIDE), weight.to(WIDE), act_bias, eps, "modrelu", grad_out.to(WIDE), grad_hn.to(WIDE)
     )
     assert torch.isfinite(torch.view_as_real(ref_dz)).all()
-    dz, dh0 = complex_backward(grad_out, grad_hn, z, weight, act_bias, "modrelu", eps, BLOCK16)
+    dz, dh0 = complex_backward(grad_out, grad_hn, z, weight, act_bias, "modrelu", eps, config=BLOCK16)
     assert torch.isfinite(torch.view_as_real(dz)).all() and torch.isfinite(torch.view_as_real(dh0)).all()
     assert_close(dz, ref_dz, dtype, "dz")
     assert_close(dh0, ref_dh0, dtype, "dh0")
@@ -199,10 +199,12 @@ def test_modrelu_with_zero_eps_stays_finite_at_zero():
     pre[0, :, ::2] = 0
     weight = torch.eye(H, dtype=torch.complex64)
     act_bias = torch.linspace(-0.5, 0.5, H, dtype=torch.float64)
-    outputs, _ = complex_forward(pre, weight, None, act_bias, "modrelu", 0.0, BLOCK16)
+    outputs, _ = complex_forward(pre, weight, None, act_bias, "modrelu", 0.0, config=BLOCK16)
     assert torch.isfinite(torch.view_as_real(outputs)).all()
     assert bool((outputs[0, :, ::2] == 0).all())
-    dz, dh0 = complex_backward(torch.ones_like(pre), None, pre, weight, act_bias, "modrelu", 0.0, BLOCK16)
+    dz, dh0 = complex_backward(
+        torch.ones_like(pre), None, pre, weight, act_bias, "modrelu", 0.0, config=BLOCK16
+    )
     assert torch.isfinite(torch.view_as_real(dz)).all() and torch.isfinite(torch.view_as_real(dh0)).all()
 
 
@@ -217,7 +219,7 @@ def test_autotuned_launch_matches_explicit_config(tmp_path, monkeypatch):
     assert "dense_complex_fwd" in key and "complex64" in key
     chosen = Config(**entry)
     assert chosen.block_b in (16, 32)  # BLOCK_B=64 is pruned for B=19
-    expected, expected_hn = complex_forward(pre, weight, h0, act_bias, "modrelu", 1e-3, chosen)
+    expected, expected_hn = complex_forward(pre, weight, h0, act_bias, "modrelu", 1e-3, config=chosen)
     torch.testing.assert_close(outputs, expected, rtol=0, atol=0)
     torch.testing.assert_close(h_n, expected_hn, rtol=0, atol=0)
 
@@ -250,7 +252,7 @@ def test_launcher_rejects_bad_arguments():
     with pytest.raises(ValueError, match="act_bias"):
         complex_forward(pre, eye, None, torch.zeros(20, dtype=torch.complex64), "modrelu", 1e-3)
     with pytest.raises(ValueError, match="BLOCK_B"):
-        complex_forward(pre, eye, None, None, "identity", 0.0, Config(block_b=8))
+        complex_forward(pre, eye, None, None, "identity", 0.0, config=Config(block_b=8))
     with pytest.raises(ValueError, match="z must be"):
         complex_backward(pre, None, pre[:1], eye, None, "identity", 0.0)
 

@@ -260,6 +260,14 @@ def test_compile_specs_name_every_kernel_argument():
             assert spec.fn is KERNELS[spec.name]
     assert specs[0].signature["pre_ptr"] == "*bf16" and specs[0].signature["layers_ptr"] == "*fp32"
     assert specs[1].signature["d_layers_ptr"] == "*fp32"
+    # The variable-length variants: the same kernels and arguments, HAS_LENGTHS on (int32 lengths).
+    varlen = compile_specs(100, torch.bfloat16, config, depth=4, shortcut=True, lengths=True)
+    for plain, masked in zip(specs, varlen, strict=True):
+        assert masked.name == plain.name and masked.fn is plain.fn
+        assert masked.signature == plain.signature and plain.signature["lengths_ptr"] == "*i32"
+        assert masked.constexprs == {**plain.constexprs, "HAS_LENGTHS": True}
+        assert plain.constexprs["HAS_LENGTHS"] is False
+        assert plain.meta["lengths"] is False and masked.meta["lengths"] is True
     default = compile_specs(64, torch.float32, config)
     assert default[0].constexprs["DEPTH"] == 2 and default[0].constexprs["SHORTCUT"] is True
     with pytest.raises(ValueError, match="depth"):
@@ -284,10 +292,11 @@ from trit_rnn.kernels.deep import launch
 from trit_rnn.kernels.specs import Config
 records = []
 for dtype, hidden, config in [(torch.bfloat16, 128, Config(16, 4, 1)), (torch.float32, 64, Config(16, 8, 1))]:
-    for shortcut in (True, False):
-        for spec in launch.compile_specs(hidden, dtype, config, depth=2, shortcut=shortcut):
+    for shortcut, lengths in [(True, False), (False, False), (True, True), (False, True)]:
+        for spec in launch.compile_specs(hidden, dtype, config, depth=2, shortcut=shortcut, lengths=lengths):
             r = aot.compile_resources(spec, "sm_90")
             records.append({"kernel": spec.name, "dtype": str(dtype), "hidden": hidden, "shortcut": shortcut,
+                            "lengths": spec.constexprs["HAS_LENGTHS"],
                             "config": config.label(), "estimate": launch.estimate_shared_bytes(
                                 hidden, dtype, config, depth=2, shortcut=shortcut),
                             **{k: r[k] for k in ("fits", "registers", "spill_bytes", "spill_loads",
@@ -298,10 +307,11 @@ print(json.dumps(records))
 
 @pytest.mark.slow
 def test_depth_2_kernels_fit_sm90_without_spills():
-    """The depth-2 kernels, with and without the shortcut, compile for sm_90 (in a subprocess without
-    the interpreter) with no spills and every matrix in shared memory within the 227 KiB limit:
-    bfloat16 H=128 (BLOCK_B=16, 4 warps) and float32 H=64 (BLOCK_B=16, 8 warps). The launcher's
-    shared-memory estimate is what triton allocates."""
+    """The depth-2 kernels, with and without the shortcut, and their variable-length variants
+    (HAS_LENGTHS), compile for sm_90 (in a subprocess without the interpreter) with no spills and
+    every matrix in shared memory within the 227 KiB limit: bfloat16 H=128 (BLOCK_B=16, 4 warps) and
+    float32 H=64 (BLOCK_B=16, 8 warps). The launcher's shared-memory estimate is what triton
+    allocates (the lengths mask adds none)."""
     import json
     import os
     import subprocess
@@ -316,7 +326,8 @@ def test_depth_2_kernels_fit_sm90_without_spills():
     records = json.loads(done.stdout.strip().splitlines()[-1])
     for r in records:
         print(r)
-    assert len(records) == 8
+    assert len(records) == 16
+    assert sorted(r["lengths"] for r in records) == [False] * 8 + [True] * 8
     for r in records:
         assert r["fits"] and r["spill_bytes"] == 0 and r["spill_loads"] == 0 and 0 < r["registers"] <= 255, r
         assert r["shared_bytes"] <= r["shared_limit"] == SM90_SHARED, r

@@ -99,7 +99,7 @@ def test_dense_forward_backward_match_float64_reference(case):
     # dh0 = dz_1 @ W whether or not h0 was given (the reference needs an h0 to differentiate).
     ref_dh0 = ref_grads[1] if has_h0 else ref_dz[0] @ weight.to(torch.float64)
 
-    outputs, h_n = dense_forward(_layout(pre, pre_layout), weight, h0, act_bias, nonlinearity, config)
+    outputs, h_n = dense_forward(_layout(pre, pre_layout), weight, h0, act_bias, nonlinearity, config=config)
     assert outputs.dtype == dtype and h_n.dtype == dtype and outputs.is_contiguous()
     assert_close(outputs, ref_out, dtype, "outputs")
     assert_close(h_n, ref_hn, dtype, "h_n")
@@ -107,7 +107,9 @@ def test_dense_forward_backward_match_float64_reference(case):
         inactive = float((ref_out == 0).to(torch.float64).mean())
         assert 0.05 < inactive < 0.95, f"test data should mix active and inactive units ({inactive:.2f})"
 
-    dz, dh0 = dense_backward(_layout(grad_out, pre_layout), grad_hn, outputs, weight, nonlinearity, config)
+    dz, dh0 = dense_backward(
+        _layout(grad_out, pre_layout), grad_hn, outputs, weight, nonlinearity, config=config
+    )
     compute = torch.float64 if dtype == torch.float64 else torch.float32
     assert dz.dtype == compute and dh0.dtype == compute and dz.is_contiguous()
     assert_close(dz, ref_dz, dtype, "dz")
@@ -123,7 +125,7 @@ def test_autotuned_launch_matches_explicit_config(tmp_path, monkeypatch):
     (entry,) = json.loads((tmp_path / "autotune.json").read_text()).values()
     chosen = Config(**entry)
     assert chosen.block_b in (16, 32)  # BLOCK_B=64 is pruned for B=19
-    expected, expected_hn = dense_forward(pre, weight, h0, None, "tanh", chosen)
+    expected, expected_hn = dense_forward(pre, weight, h0, None, "tanh", config=chosen)
     torch.testing.assert_close(outputs, expected, rtol=0, atol=0)
     torch.testing.assert_close(h_n, expected_hn, rtol=0, atol=0)
 
@@ -144,7 +146,7 @@ def test_launcher_rejects_bad_arguments():
     with pytest.raises(ValueError, match="act_bias"):
         dense_forward(pre, torch.eye(20), None, None, "modrelu")
     with pytest.raises(ValueError, match="BLOCK_B"):
-        dense_forward(pre, torch.eye(20), None, None, "tanh", Config(block_b=8))
+        dense_forward(pre, torch.eye(20), None, None, "tanh", config=Config(block_b=8))
 
 
 def test_supports_every_hidden_size_under_the_interpreter():

@@ -1,7 +1,8 @@
 """The dense recurrence as torch.library custom ops, with autograd and fake (meta) kernels.
 
-Forward op:  (pre, weight_hh, h0, act_bias) -> (outputs, h_n), by the chosen backend.
-Backward op: the sequential reverse loop only -> (dz, dh0). Everything else in the backward is a
+Forward op:  (pre, weight_hh, h0, act_bias, lengths) -> (outputs, h_n), by the chosen backend.
+Backward op: the sequential reverse loop only -> (dz, dh0). lengths ([B] or None, trit_rnn.varlen)
+reaches the Triton kernels only: the torch backend runs ragged batches in segments of plain calls. Everything else in the backward is a
 GEMM or a reduction over all steps at once, done here in PyTorch so that torch.compile sees it:
     d pre      = dz
     d weight   = sum_t dz_t^T h_{t-1}
@@ -11,6 +12,7 @@ GEMM or a reduction over all steps at once, done here in PyTorch so that torch.c
 import torch
 
 from ..backends import cpu_gemm, torch_dense
+from ..varlen import lengths_keyword
 
 
 def backend_impl(backend: str):
@@ -28,15 +30,16 @@ def dense_recurrence_op(
     weight_hh: torch.Tensor,
     h0: torch.Tensor | None,
     act_bias: torch.Tensor | None,
+    lengths: torch.Tensor | None,
     nonlinearity: str,
     backend: str,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     forward, _ = backend_impl(backend)
-    return forward(pre, weight_hh, h0, act_bias, nonlinearity)
+    return forward(pre, weight_hh, h0, act_bias, nonlinearity, **lengths_keyword(lengths))
 
 
 @dense_recurrence_op.register_fake
-def _dense_recurrence_fake(pre, weight_hh, h0, act_bias, nonlinearity, backend):
+def _dense_recurrence_fake(pre, weight_hh, h0, act_bias, lengths, nonlinearity, backend):
     T, B, H = pre.shape
     return pre.new_empty((T, B, H)), pre.new_empty((B, H))
 
@@ -47,36 +50,38 @@ def dense_recurrence_backward_op(
     grad_hn: torch.Tensor | None,
     outputs: torch.Tensor,
     weight_hh: torch.Tensor,
+    lengths: torch.Tensor | None,
     nonlinearity: str,
     backend: str,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     _, backward = backend_impl(backend)
-    return backward(grad_out, grad_hn, outputs, weight_hh, nonlinearity)
+    return backward(grad_out, grad_hn, outputs, weight_hh, nonlinearity, **lengths_keyword(lengths))
 
 
 @dense_recurrence_backward_op.register_fake
-def _dense_recurrence_backward_fake(grad_out, grad_hn, outputs, weight_hh, nonlinearity, backend):
+def _dense_recurrence_backward_fake(grad_out, grad_hn, outputs, weight_hh, lengths, nonlinearity, backend):
     T, B, H = outputs.shape
     dtype = torch_dense.compute_dtype(outputs.dtype)
     return outputs.new_empty((T, B, H), dtype=dtype), outputs.new_empty((B, H), dtype=dtype)
 
 
 def _setup_context(ctx, inputs, output):
-    pre, weight_hh, h0, act_bias, nonlinearity, backend = inputs
+    pre, weight_hh, h0, act_bias, lengths, nonlinearity, backend = inputs
     outputs, _ = output
-    ctx.save_for_backward(outputs, weight_hh, h0, act_bias)
+    ctx.save_for_backward(outputs, weight_hh, h0, act_bias, lengths)
     ctx.nonlinearity = nonlinearity
     ctx.backend = backend
     ctx.pre_dtype = pre.dtype
 
 
 def _backward(ctx, grad_out, grad_hn):
-    outputs, weight_hh, h0, act_bias = ctx.saved_tensors
+    outputs, weight_hh, h0, act_bias, lengths = ctx.saved_tensors
     needs_pre, needs_weight, needs_h0, needs_bias = ctx.needs_input_grad[:4]
     if grad_out is None:
         grad_out = torch.zeros_like(outputs)
+    # dz is zero past each sequence's end, so the bulk GEMMs below need no lengths
     dz, dh0 = dense_recurrence_backward_op(
-        grad_out, grad_hn, outputs, weight_hh, ctx.nonlinearity, ctx.backend
+        grad_out, grad_hn, outputs, weight_hh, lengths, ctx.nonlinearity, ctx.backend
     )
     d_pre = dz.to(ctx.pre_dtype) if needs_pre else None
     d_weight = None
@@ -91,7 +96,7 @@ def _backward(ctx, grad_out, grad_hn):
     d_bias = None
     if act_bias is not None and needs_bias:
         d_bias = (dz * torch.sign(outputs.to(dz.dtype))).sum((0, 1)).to(act_bias.dtype)
-    return d_pre, d_weight, d_h0, d_bias, None, None
+    return d_pre, d_weight, d_h0, d_bias, None, None, None
 
 
 dense_recurrence_op.register_autograd(_backward, setup_context=_setup_context)

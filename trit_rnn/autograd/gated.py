@@ -2,7 +2,9 @@
 
 Forward ops: the backend's forward (trit_rnn/backends/torch_gated.py states the contract); the
 activations the backward reads (gates, cells / the recurrent candidate part) are extra outputs,
-marked non-differentiable. Backward ops: the sequential reverse loop only. The weight and bias
+marked non-differentiable. Backward ops: the sequential reverse loop only. lengths ([B] or None)
+reaches the Triton kernels only (see trit_rnn/varlen.py); the per-step gradients are zero past each
+sequence's end, so the bulk sums below need no lengths. The weight and bias
 gradients are GEMMs and sums over all steps at once, done here in PyTorch:
     d weight_hh = sum_t d_t^T h_{t-1}     (d = d_gates for LSTM, d_hidden for GRU)
     d bias_hh   = sum_{t,b} d_hidden      (GRU; the LSTM's bias_hh sits in pre)
@@ -13,6 +15,7 @@ import torch
 
 from ..backends import cpu_gemm, torch_gated
 from ..backends.torch_dense import compute_dtype
+from ..varlen import lengths_keyword
 
 
 def backend_impl(backend: str):
@@ -54,13 +57,14 @@ def lstm_recurrence_op(
     weight_hh: torch.Tensor,
     h0: torch.Tensor | None,
     c0: torch.Tensor | None,
+    lengths: torch.Tensor | None,
     backend: str,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    return backend_impl(backend).lstm_forward(pre, weight_hh, h0, c0)
+    return backend_impl(backend).lstm_forward(pre, weight_hh, h0, c0, **lengths_keyword(lengths))
 
 
 @lstm_recurrence_op.register_fake
-def _lstm_fake(pre, weight_hh, h0, c0, backend):
+def _lstm_fake(pre, weight_hh, h0, c0, lengths, backend):
     T, B, G = pre.shape
     H = G // 4
     dtype = compute_dtype(pre.dtype)
@@ -84,40 +88,43 @@ def lstm_recurrence_backward_op(
     h0: torch.Tensor | None,
     c0: torch.Tensor | None,
     weight_hh: torch.Tensor,
+    lengths: torch.Tensor | None,
     backend: str,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return backend_impl(backend).lstm_backward(
-        grad_out, grad_hn, grad_cn, outputs, gates, cells, h0, c0, weight_hh
+        grad_out, grad_hn, grad_cn, outputs, gates, cells, h0, c0, weight_hh, **lengths_keyword(lengths)
     )
 
 
 @lstm_recurrence_backward_op.register_fake
-def _lstm_backward_fake(grad_out, grad_hn, grad_cn, outputs, gates, cells, h0, c0, weight_hh, backend):
+def _lstm_backward_fake(
+    grad_out, grad_hn, grad_cn, outputs, gates, cells, h0, c0, weight_hh, lengths, backend
+):
     T, B, H = outputs.shape
     return gates.new_empty((T, B, 4 * H)), gates.new_empty((B, H)), gates.new_empty((B, H))
 
 
 def _lstm_setup_context(ctx, inputs, output):
-    pre, weight_hh, h0, c0, backend = inputs
+    pre, weight_hh, h0, c0, lengths, backend = inputs
     outputs, _, _, gates, cells = output
     ctx.mark_non_differentiable(gates, cells)
     ctx.set_materialize_grads(False)  # no [T, B, 4H] zeros for the saved activations' gradients
-    ctx.save_for_backward(outputs, gates, cells, h0, c0, weight_hh)
+    ctx.save_for_backward(outputs, gates, cells, h0, c0, weight_hh, lengths)
     ctx.backend = backend
     ctx.pre_dtype = pre.dtype
 
 
 def _lstm_backward(ctx, grad_out, grad_hn, grad_cn, _grad_gates, _grad_cells):
-    outputs, gates, cells, h0, c0, weight_hh = ctx.saved_tensors
+    outputs, gates, cells, h0, c0, weight_hh, lengths = ctx.saved_tensors
     needs_pre, needs_weight, needs_h0, needs_c0 = ctx.needs_input_grad[:4]
     if grad_out is None:
         grad_out = torch.zeros_like(outputs)
     d_gates, dh0, dc0 = lstm_recurrence_backward_op(
-        grad_out, grad_hn, grad_cn, outputs, gates, cells, h0, c0, weight_hh, ctx.backend
+        grad_out, grad_hn, grad_cn, outputs, gates, cells, h0, c0, weight_hh, lengths, ctx.backend
     )
     d_pre = d_gates.to(ctx.pre_dtype) if needs_pre else None
     d_weight = _weight_grad(d_gates, outputs, h0).to(weight_hh.dtype) if needs_weight else None
-    return d_pre, d_weight, _state_grad(dh0, h0, needs_h0), _state_grad(dc0, c0, needs_c0), None
+    return d_pre, d_weight, _state_grad(dh0, h0, needs_h0), _state_grad(dc0, c0, needs_c0), None, None
 
 
 lstm_recurrence_op.register_autograd(_lstm_backward, setup_context=_lstm_setup_context)
@@ -134,14 +141,17 @@ def gru_recurrence_op(
     bias_hh: torch.Tensor | None,
     h0: torch.Tensor | None,
     act_bias: torch.Tensor | None,
+    lengths: torch.Tensor | None,
     nonlinearity: str,
     backend: str,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    return backend_impl(backend).gru_forward(pre, weight_hh, bias_hh, h0, act_bias, nonlinearity)
+    return backend_impl(backend).gru_forward(
+        pre, weight_hh, bias_hh, h0, act_bias, nonlinearity, **lengths_keyword(lengths)
+    )
 
 
 @gru_recurrence_op.register_fake
-def _gru_fake(pre, weight_hh, bias_hh, h0, act_bias, nonlinearity, backend):
+def _gru_fake(pre, weight_hh, bias_hh, h0, act_bias, lengths, nonlinearity, backend):
     T, B, G = pre.shape
     H = G // 3
     dtype = compute_dtype(pre.dtype)
@@ -162,38 +172,41 @@ def gru_recurrence_backward_op(
     hidden_n: torch.Tensor,
     h0: torch.Tensor | None,
     weight_hh: torch.Tensor,
+    lengths: torch.Tensor | None,
     nonlinearity: str,
     backend: str,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return backend_impl(backend).gru_backward(
-        grad_out, grad_hn, outputs, gates, hidden_n, h0, weight_hh, nonlinearity
+        grad_out, grad_hn, outputs, gates, hidden_n, h0, weight_hh, nonlinearity, **lengths_keyword(lengths)
     )
 
 
 @gru_recurrence_backward_op.register_fake
-def _gru_backward_fake(grad_out, grad_hn, outputs, gates, hidden_n, h0, weight_hh, nonlinearity, backend):
+def _gru_backward_fake(
+    grad_out, grad_hn, outputs, gates, hidden_n, h0, weight_hh, lengths, nonlinearity, backend
+):
     T, B, H = outputs.shape
     return gates.new_empty((T, B, 3 * H)), gates.new_empty((T, B, 3 * H)), gates.new_empty((B, H))
 
 
 def _gru_setup_context(ctx, inputs, output):
-    pre, weight_hh, bias_hh, h0, act_bias, nonlinearity, backend = inputs
+    pre, weight_hh, bias_hh, h0, act_bias, lengths, nonlinearity, backend = inputs
     outputs, _, gates, hidden_n = output
     ctx.mark_non_differentiable(gates, hidden_n)
     ctx.set_materialize_grads(False)  # no [T, B, 3H] zeros for the saved activations' gradients
-    ctx.save_for_backward(outputs, gates, hidden_n, h0, weight_hh, bias_hh, act_bias)
+    ctx.save_for_backward(outputs, gates, hidden_n, h0, weight_hh, bias_hh, act_bias, lengths)
     ctx.nonlinearity = nonlinearity
     ctx.backend = backend
     ctx.pre_dtype = pre.dtype
 
 
 def _gru_backward(ctx, grad_out, grad_hn, _grad_gates, _grad_hidden):
-    outputs, gates, hidden_n, h0, weight_hh, bias_hh, act_bias = ctx.saved_tensors
+    outputs, gates, hidden_n, h0, weight_hh, bias_hh, act_bias, lengths = ctx.saved_tensors
     needs_pre, needs_weight, needs_bias, needs_h0, needs_act_bias = ctx.needs_input_grad[:5]
     if grad_out is None:
         grad_out = torch.zeros_like(outputs)
     d_pre, d_hidden, dh0 = gru_recurrence_backward_op(
-        grad_out, grad_hn, outputs, gates, hidden_n, h0, weight_hh, ctx.nonlinearity, ctx.backend
+        grad_out, grad_hn, outputs, gates, hidden_n, h0, weight_hh, lengths, ctx.nonlinearity, ctx.backend
     )
     d_weight = _weight_grad(d_hidden, outputs, h0).to(weight_hh.dtype) if needs_weight else None
     d_bias = None
@@ -205,7 +218,7 @@ def _gru_backward(ctx, grad_out, grad_hn, _grad_gates, _grad_hidden):
         candidate = gates[..., 2 * H :]
         d_act_bias = (d_pre[..., 2 * H :] * torch.sign(candidate)).sum((0, 1)).to(act_bias.dtype)
     d_pre = d_pre.to(ctx.pre_dtype) if needs_pre else None
-    return d_pre, d_weight, d_bias, _state_grad(dh0, h0, needs_h0), d_act_bias, None, None
+    return d_pre, d_weight, d_bias, _state_grad(dh0, h0, needs_h0), d_act_bias, None, None, None
 
 
 gru_recurrence_op.register_autograd(_gru_backward, setup_context=_gru_setup_context)

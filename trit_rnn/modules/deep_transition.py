@@ -130,9 +130,10 @@ class DeepTransitionRNN(StackedRecurrence):
         deep = getattr(self, f"weight_deep_{sfx}", None)
         return [getattr(self, f"weight_hh_{sfx}"), *(deep.unbind(0) if deep is not None else ())]
 
-    def _run_direction(self, layer, direction, x, h0):
+    def _run_direction(self, layer, direction, x, h0, lengths):
         sfx = self.suffix(layer, direction)
         pre = input_projection(x, getattr(self, f"weight_ih_{sfx}"), getattr(self, f"bias_ih_{sfx}", None))
+        pre = pre.to(x.dtype)  # under autocast F.linear hands on bfloat16; the recurrence runs in x's dtype
         first, *deep = (w.to(x.dtype) for w in self.transition_matrices(layer, direction))
         weight_hh = torch.cat([first, getattr(self, f"shortcut_weight_hh_{sfx}")]) if self.shortcut else first
         H = self.hidden_size
@@ -142,15 +143,20 @@ class DeepTransitionRNN(StackedRecurrence):
             biases_deep = first.new_zeros((self.depth - 1, H))
         return deep_transition_recurrence(
             pre, weight_hh, weights_deep, biases_deep, h0,
-            nonlinearity=self.nonlinearity, backend=self.backend,
+            nonlinearity=self.nonlinearity, backend=self.backend, lengths=lengths,
         )  # fmt: skip
 
-    def forward(self, input, hx=None):
-        """As torch.nn.RNN; with deep_output the output is the deep output MLP's."""
-        output, h_n = super().forward(input, hx)
+    def _output_layers(self, output, lengths):
+        """The deep output MLP (deep_output layers) on every step's output; zero past each end."""
+        if not self.output_layers:
+            return output
+        features = output
         for linear in self.output_layers:
-            output = _activation(linear(output), self.nonlinearity)
-        return output, h_n
+            features = _activation(linear(features), self.nonlinearity)
+        if lengths is None:
+            return features
+        active = torch.arange(output.shape[0]).unsqueeze(1) < lengths  # [T, B]
+        return torch.where(active.unsqueeze(-1).to(output.device), features, 0.0)
 
     def extra_repr(self) -> str:
         s = super().extra_repr() + f", depth={self.depth}, shortcut={self.shortcut}"

@@ -239,7 +239,7 @@ class LSTM(_GatedRNN):
         getattr(self, f"bias_ih_{sfx}")[H : 2 * H].fill_(self.forget_bias)
         getattr(self, f"bias_hh_{sfx}")[H : 2 * H].zero_()
 
-    def _run_direction(self, layer, direction, x, state):
+    def _run_direction(self, layer, direction, x, state, lengths):
         weight_ih, weight_hh, bias_ih, bias_hh = self._weights(layer, direction)
         h0, c0 = state
         bias = bias_ih + bias_hh if bias_ih is not None else None
@@ -251,10 +251,12 @@ class LSTM(_GatedRNN):
                 h0 if h0 is not None else zeros, c0 if c0 is not None else zeros,
                 options=self.step_options, training=self.training,
                 peephole=getattr(self, f"peephole_{sfx}", None), norms=self._norms(sfx, ("ih", "hh", "c")),
+                lengths=lengths,
             )  # fmt: skip
             return outputs, (h_n, c_n)
-        pre = input_projection(x, weight_ih, bias)  # [T, B, 4H]
-        outputs, h_n, c_n = lstm_recurrence(pre, weight_hh, h0, c0, backend=self.backend)
+        # [T, B, 4H]; in x's dtype under autocast too, whose F.linear would hand on bfloat16.
+        pre = input_projection(x, weight_ih, bias).to(x.dtype)
+        outputs, h_n, c_n = lstm_recurrence(pre, weight_hh, h0, c0, backend=self.backend, lengths=lengths)
         return outputs, (h_n, c_n)
 
     def extra_repr(self) -> str:
@@ -274,17 +276,17 @@ class GRU(_GatedRNN):
 
     gates = 3
 
-    def _run_direction(self, layer, direction, x, h0):
+    def _run_direction(self, layer, direction, x, h0, lengths):
         weight_ih, weight_hh, bias_ih, bias_hh = self._weights(layer, direction)
         if self._use_steps():
             return gru_steps(
                 input_projection(x, weight_ih), weight_hh, bias_ih, bias_hh,
                 h0 if h0 is not None else x.new_zeros((x.shape[1], self.hidden_size)),
                 options=self.step_options, training=self.training,
-                norms=self._norms(self.suffix(layer, direction), ("ih", "hh")),
+                norms=self._norms(self.suffix(layer, direction), ("ih", "hh")), lengths=lengths,
             )  # fmt: skip
-        pre = input_projection(x, weight_ih, bias_ih)  # [T, B, 3H]
-        return gru_recurrence(pre, weight_hh, bias_hh, h0, backend=self.backend)
+        pre = input_projection(x, weight_ih, bias_ih).to(x.dtype)  # [T, B, 3H] (as the LSTM's)
+        return gru_recurrence(pre, weight_hh, bias_hh, h0, backend=self.backend, lengths=lengths)
 
 
 __all__ = ["GRU", "LSTM"]

@@ -68,9 +68,27 @@ def _normalise(x: torch.Tensor, norm) -> torch.Tensor:
     return F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps) if norm is not None else x
 
 
-def lstm_steps(x_term, weight_hh, bias, h, c, *, options, training, peephole=None, norms=None):
+def _active_steps(lengths, x_term: torch.Tensor):
+    """Per step the [B, 1] mask of the rows still running (trit_rnn.varlen), or Nones."""
+    if lengths is None:
+        return [None] * x_term.shape[0]
+    active = torch.arange(x_term.shape[0]).unsqueeze(1) < lengths  # [T, B]
+    return active.unsqueeze(-1).to(x_term.device).unbind(0)
+
+
+def _step(active, previous: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
+    """The state after a step: new where the row runs, previous past its end."""
+    return new if active is None else torch.where(active, new, previous)
+
+
+def _output(active, h: torch.Tensor) -> torch.Tensor:
+    return h if active is None else torch.where(active, h, 0.0)
+
+
+def lstm_steps(x_term, weight_hh, bias, h, c, *, options, training, peephole=None, norms=None, lengths=None):
     """x_term [T, B, 4H] (x W_ih^T, unnormalised), weight_hh [4H, H], bias [4H] or None, h, c [B, H].
-    peephole: [3, H] (p_i, p_f, p_o) or None; norms: (LN_x, LN_h, LN_c) or None.
+    peephole: [3, H] (p_i, p_f, p_o) or None; norms: (LN_x, LN_h, LN_c) or None; lengths: None or
+    the CPU [B] of trit_rnn.varlen (states kept and outputs zero past each end).
     Returns (outputs [T, B, H], h_n, c_n)."""
     norm_x, norm_h, norm_c = norms if norms is not None else (None, None, None)
     H = weight_hh.shape[1]
@@ -79,7 +97,7 @@ def lstm_steps(x_term, weight_hh, bias, h, c, *, options, training, peephole=Non
     if bias is not None:
         x_term = x_term + bias
     outputs = []
-    for x_t in x_term.unbind(0):
+    for x_t, active in zip(x_term.unbind(0), _active_steps(lengths, x_term), strict=True):
         h_in = h * mask if mask is not None else h
         a_i, a_f, a_g, a_o = (x_t + _normalise(h_in @ weight_hh.T, norm_h)).split(H, dim=-1)
         if peephole is not None:
@@ -89,15 +107,15 @@ def lstm_steps(x_term, weight_hh, bias, h, c, *, options, training, peephole=Non
         if peephole is not None:
             a_o = a_o + peephole[2] * c_new
         h_new = torch.sigmoid(a_o) * torch.tanh(_normalise(c_new, norm_c))
-        c = zone(c, c_new, options.zoneout_cell, training)
-        h = zone(h, h_new, options.zoneout, training)
-        outputs.append(h)
+        c = _step(active, c, zone(c, c_new, options.zoneout_cell, training))
+        h = _step(active, h, zone(h, h_new, options.zoneout, training))
+        outputs.append(_output(active, h))
     return torch.stack(outputs), h, c
 
 
-def gru_steps(x_term, weight_hh, bias_ih, bias_hh, h, *, options, training, norms=None):
+def gru_steps(x_term, weight_hh, bias_ih, bias_hh, h, *, options, training, norms=None, lengths=None):
     """x_term [T, B, 3H] (x W_ih^T, unnormalised), weight_hh [3H, H], biases [3H] or None, h [B, H].
-    norms: (LN_x, LN_h) or None. Returns (outputs [T, B, H], h_n)."""
+    norms: (LN_x, LN_h) or None; lengths as in lstm_steps. Returns (outputs [T, B, H], h_n)."""
     norm_x, norm_h = norms if norms is not None else (None, None)
     H = weight_hh.shape[1]
     mask = recurrent_mask(options, training, x_term, h.shape[0], H)
@@ -105,7 +123,7 @@ def gru_steps(x_term, weight_hh, bias_ih, bias_hh, h, *, options, training, norm
     if bias_ih is not None:
         x_term = x_term + bias_ih
     outputs = []
-    for x_t in x_term.unbind(0):
+    for x_t, active in zip(x_term.unbind(0), _active_steps(lengths, x_term), strict=True):
         h_in = h * mask if mask is not None else h
         q = _normalise(h_in @ weight_hh.T, norm_h)
         if bias_hh is not None:
@@ -114,6 +132,6 @@ def gru_steps(x_term, weight_hh, bias_ih, bias_hh, h, *, options, training, norm
         q_r, q_z, q_n = q.split(H, dim=-1)
         r, z = torch.sigmoid(p_r + q_r), torch.sigmoid(p_z + q_z)
         n = torch.tanh(p_n + r * q_n)
-        h = zone(h, (1 - z) * n + z * h, options.zoneout, training)
-        outputs.append(h)
+        h = _step(active, h, zone(h, (1 - z) * n + z * h, options.zoneout, training))
+        outputs.append(_output(active, h))
     return torch.stack(outputs), h

@@ -98,15 +98,17 @@ class GORU(StackedRecurrence):
         """The parameters of every orthogonal parametrisation (e.g. for their own learning rate)."""
         return self.recurrent.parameters()
 
-    def _run_direction(self, layer, direction, x, h0):
+    def _run_direction(self, layer, direction, x, h0, lengths):
         sfx = self.suffix(layer, direction)
         pre = input_projection(x, getattr(self, f"weight_ih_{sfx}"), getattr(self, f"bias_ih_{sfx}", None))
+        pre = pre.to(x.dtype)  # under autocast F.linear hands on bfloat16; the recurrence runs in x's dtype
         orthogonal = self.recurrent[layer * self.num_directions + direction]().to(x.dtype)
         weight_hh = torch.cat([getattr(self, f"gate_weight_hh_{sfx}"), orthogonal])  # [3H, H]
         act_bias = getattr(self, f"act_bias_{sfx}")
         return gru_recurrence(
-            pre, weight_hh, None, h0, nonlinearity="modrelu", act_bias=act_bias, backend=self.backend
-        )
+            pre, weight_hh, None, h0, nonlinearity="modrelu", act_bias=act_bias, backend=self.backend,
+            lengths=lengths,
+        )  # fmt: skip
 
     def extra_repr(self) -> str:
         s = super().extra_repr() + f", orthogonal={self.orthogonal!r}, backend={self.backend!r}"

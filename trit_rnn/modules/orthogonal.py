@@ -3,6 +3,7 @@
 import torch
 from torch import nn
 
+from ..amp import autocast_off
 from ..dispatch import parse_backend
 from ..functional import dense_rnn
 from ..nonlinearity import Nonlinearity
@@ -78,20 +79,23 @@ class OrthogonalRNN(StackedRecurrence):
         self._check_index(layer, direction)
         return self.recurrent[layer * self.num_directions + direction]()
 
-    def _run_direction(self, layer, direction, x, h0):
+    def _run_direction(self, layer, direction, x, h0, lengths):
         sfx = self.suffix(layer, direction)
         weight_hh = self.recurrent[layer * self.num_directions + direction]()
-        return dense_rnn(
-            x,
-            getattr(self, f"weight_ih_{sfx}"),
-            getattr(self, f"bias_ih_{sfx}", None),
-            weight_hh.to(x.dtype),
-            h0,
-            nonlinearity=self.nonlinearity,
-            act_bias=getattr(self, f"act_bias_{sfx}", None),
-            backend=self.backend,
-            checkpoint_every=self.checkpoint_every,
-        )
+        # The fused layer in x's dtype even under autocast (see trit_rnn/amp.py).
+        with autocast_off(x.device):
+            return dense_rnn(
+                x,
+                getattr(self, f"weight_ih_{sfx}"),
+                getattr(self, f"bias_ih_{sfx}", None),
+                weight_hh.to(x.dtype),
+                h0,
+                nonlinearity=self.nonlinearity,
+                act_bias=getattr(self, f"act_bias_{sfx}", None),
+                backend=self.backend,
+                checkpoint_every=self.checkpoint_every,
+                lengths=lengths,
+            )
 
     def extra_repr(self) -> str:
         s = (

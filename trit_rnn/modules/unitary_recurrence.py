@@ -12,7 +12,7 @@ from torch.nn import functional as F
 from ..dispatch import parse_backend
 from ..functional import dense_recurrence
 from ..parametrizations.unitary import COMPLEX_OF, check_real_dtype
-from ..validation import check_checkpoint_every, check_eps, check_same
+from ..validation import check_checkpoint_every, check_eps
 from .stacked import StackedRecurrence
 
 READOUTS = ("re_im", "real", "complex")
@@ -152,16 +152,22 @@ class UnitaryRecurrence(StackedRecurrence):
             return outputs.real
         return torch.cat([outputs.real, outputs.imag], dim=-1)
 
-    def _run_direction(self, layer, direction, x, h0):
+    def _run_direction(self, layer, direction, x, h0, lengths):
         sfx = self.suffix(layer, direction)
         weight_ih = getattr(self, f"weight_ih_{sfx}")
-        check_same(x, "input", weight_ih, "the module's parameters")
         bias_ih = getattr(self, f"bias_ih_{sfx}", None)
         act_bias = getattr(self, f"act_bias_{sfx}")
         weight_hh = self.recurrent[layer * self.num_directions + direction]()
-        options = {"act_bias": act_bias, "backend": self.backend, "checkpoint_every": self.checkpoint_every}
+        options = {
+            "act_bias": act_bias,
+            "backend": self.backend,
+            "checkpoint_every": self.checkpoint_every,
+            "lengths": lengths,
+        }
         if not self.complex_state:
-            pre = F.linear(x, weight_ih, bias_ih)
+            # Under autocast F.linear is bfloat16/float16; the recurrence runs in W's dtype, as in
+            # the complex projection below (autocast casts view_as_complex's input to float32).
+            pre = F.linear(x, weight_ih, bias_ih).to(weight_hh.dtype)
             return dense_recurrence(pre, weight_hh, h0, nonlinearity="modrelu", **options)
         pre = _complex_projection(x, weight_ih, bias_ih)
         return dense_recurrence(pre, weight_hh, h0, nonlinearity="modrelu", eps=self.eps, **options)

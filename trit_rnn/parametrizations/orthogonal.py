@@ -15,6 +15,7 @@ map (2.5x slower at H = 256). `compute_dtype=torch.float64` computes the map in 
 import torch
 from torch import nn
 
+from ..amp import autocast_off
 from ..validation import check_positive_int
 from . import init as inits
 from .skew_exp import skew_matrix_exp
@@ -56,9 +57,10 @@ class Orthogonal(nn.Module):
         compute_dtype = self.compute_dtype
         if compute_dtype is None:
             compute_dtype = torch.float32 if raw.dtype in _HALF else raw.dtype
-        w = self._matrix(compute_dtype)
-        if compute_dtype != torch.float64:
-            w = polish_orthogonal(w)
+        with autocast_off(raw.device):  # the map in compute_dtype, even in an autocast region
+            w = self._matrix(compute_dtype)
+            if compute_dtype != torch.float64:
+                w = polish_orthogonal(w)
         return w.to(raw.dtype)
 
     def _raw(self) -> torch.Tensor:

@@ -8,6 +8,7 @@ Convention (as torch.nn.RNN's weight_hh): `forward()` returns the paper's column
 import torch
 from torch import nn
 
+from ..amp import autocast_off
 from ..validation import check_positive_int
 
 COMPLEX_OF = {torch.float32: torch.complex64, torch.float64: torch.complex128}
@@ -74,8 +75,10 @@ class Unitary(nn.Module):
         raise NotImplementedError
 
     def forward(self) -> torch.Tensor:
-        eye = torch.eye(self.size, dtype=self.state_dtype, device=self._device())
-        return self.transform(eye).transpose(0, 1)
+        device = self._device()
+        eye = torch.eye(self.size, dtype=self.state_dtype, device=device)
+        with autocast_off(device):  # W in the state dtype, even in an autocast region
+            return self.transform(eye).transpose(0, 1)
 
     def extra_repr(self) -> str:
         return f"size={self.size}"
