@@ -97,6 +97,17 @@ def test_padded_batch_equals_each_sequence_alone(name, layout, backend):
     check_against_each_sequence(module, x, hx, LENGTHS)
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_random_lengths_equal_each_sequence_alone(name):
+    """A seeded random draw of lengths in [1, T] over more rows (1 and T among them), bidirectional
+    with two layers, torch backend."""
+    generator = torch.Generator().manual_seed(7)
+    lengths = [9, 1, *torch.randint(1, 10, (4,), generator=generator).tolist()]
+    module = build(name, "torch", num_layers=2, bidirectional=True)
+    x = torch.randn(9, len(lengths), INPUT_SIZE)
+    check_against_each_sequence(module, x, None, lengths)
+
+
 @pytest.mark.parametrize(
     "name, options",
     [
@@ -192,3 +203,17 @@ def test_pack_sequence_of_every_module_equals_padded_lengths():
         assert all(
             torch.equal(a, b) for a, b in zip(state_tensors(packed_state), state_tensors(state), strict=True)
         )
+
+
+def test_torch_compile_with_lengths_matches_eager():
+    """Lengths are data the run depends on (they pick the segments and check the range), so the
+    graph breaks there: torch.compile without fullgraph gives eager's results."""
+    torch._dynamo.reset()
+    module = build("gru", "torch", bidirectional=True)
+    x = torch.randn(T, B, INPUT_SIZE)
+    lengths = torch.tensor(LENGTHS)
+    compiled = torch.compile(lambda x, lengths: module(x, lengths=lengths))
+    out, h_n = compiled(x, lengths)
+    expected_out, expected_h = module(x, lengths=lengths)
+    assert_close(out, expected_out, torch.float32, "outputs")
+    assert_close(h_n, expected_h, torch.float32, "h_n")
