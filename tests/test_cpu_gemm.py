@@ -42,3 +42,15 @@ def test_bulk_linear_and_gradients(path, rows):
     assert_close(cpu_gemm.linear(x.float(), weight.float(), bias.float()), x @ weight.T + bias, f32, "linear")
     assert_close(cpu_gemm.linear_input_grad(grad.float(), weight.float()), grad @ weight, f32, "input grad")
     assert_close(cpu_gemm.linear_weight_grad(grad.float(), x.float()), grad.T @ x, f32, "weight grad")
+
+
+@pytest.mark.parametrize("widths", [(9, 6), (6, 9), (7, 7)], ids=["wider grad", "wider x", "equal"])
+def test_weight_grad_either_operand_wider(path, widths):
+    """grad^T x for grad [M, N], x [M, K] with N > K (computed as (x^T grad)^T), N < K and N = K:
+    the value, and a contiguous result that in-place accumulation can follow."""
+    n, k = widths
+    g = torch.Generator().manual_seed(2)
+    grad, x = torch.randn(50, n, generator=g, dtype=F64), torch.randn(50, k, generator=g, dtype=F64)
+    result = cpu_gemm.linear_weight_grad(grad.float(), x.float())
+    assert result.shape == (n, k) and result.is_contiguous()
+    assert_close(result, grad.T @ x, torch.float32, "weight grad")
