@@ -108,6 +108,21 @@ def test_random_lengths_equal_each_sequence_alone(name):
     check_against_each_sequence(module, x, None, lengths)
 
 
+@pytest.mark.parametrize("name", ["orthogonal", "eunn"])
+def test_checkpointed_ragged_batch_on_the_triton_backend(name):
+    """With checkpoint_every a ragged batch runs in length segments on the triton backend too."""
+    check_against_each_sequence(
+        build(name, "triton", checkpoint_every=2), torch.randn(T, B, INPUT_SIZE), None, LENGTHS
+    )
+
+
+@pytest.mark.parametrize("readout", ["real", "complex"])
+def test_unitary_readouts_with_lengths(readout):
+    check_against_each_sequence(
+        build("urnn", "torch", readout=readout), torch.randn(T, B, INPUT_SIZE), None, LENGTHS
+    )
+
+
 @pytest.mark.parametrize(
     "name, options",
     [
