@@ -27,6 +27,7 @@ from trit_rnn.kernels.deep.launch import (
 )
 from trit_rnn.kernels.specs import Config
 
+from tests.kernels.varlen_specs import assert_lengths_variant
 from tests.reference import deep_transition_reference
 from tests.tolerances import assert_close
 from trit_rnn.backends import torch_deep
@@ -262,12 +263,7 @@ def test_compile_specs_name_every_kernel_argument():
     assert specs[1].signature["d_layers_ptr"] == "*fp32"
     # The variable-length variants: the same kernels and arguments, HAS_LENGTHS on (int32 lengths).
     varlen = compile_specs(100, torch.bfloat16, config, depth=4, shortcut=True, lengths=True)
-    for plain, masked in zip(specs, varlen, strict=True):
-        assert masked.name == plain.name and masked.fn is plain.fn
-        assert masked.signature == plain.signature and plain.signature["lengths_ptr"] == "*i32"
-        assert masked.constexprs == {**plain.constexprs, "HAS_LENGTHS": True}
-        assert plain.constexprs["HAS_LENGTHS"] is False
-        assert plain.meta["lengths"] is False and masked.meta["lengths"] is True
+    assert_lengths_variant(specs, varlen)
     default = compile_specs(64, torch.float32, config)
     assert default[0].constexprs["DEPTH"] == 2 and default[0].constexprs["SHORTCUT"] is True
     with pytest.raises(ValueError, match="depth"):

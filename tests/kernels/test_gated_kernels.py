@@ -32,6 +32,7 @@ from trit_rnn.kernels.gated.launch import (
 )
 from trit_rnn.kernels.specs import Config
 
+from tests.kernels.varlen_specs import assert_lengths_variant
 from tests.tolerances import assert_close
 
 F64 = torch.float64
@@ -405,12 +406,7 @@ def test_compile_specs_name_every_kernel_argument():
         assert spec.fn is KERNELS[spec.name]
     # The variable-length variants: the same kernels and arguments, HAS_LENGTHS on (int32 lengths).
     varlen = compile_specs(100, torch.bfloat16, config, lengths=True)
-    for plain, masked in zip(specs, varlen, strict=True):
-        assert masked.name == plain.name and masked.fn is plain.fn
-        assert masked.signature == plain.signature and plain.signature["lengths_ptr"] == "*i32"
-        assert masked.constexprs == {**plain.constexprs, "HAS_LENGTHS": True}
-        assert plain.constexprs["HAS_LENGTHS"] is False
-        assert plain.meta["lengths"] is False and masked.meta["lengths"] is True
+    assert_lengths_variant(specs, varlen)
     # 16-bit W blocks are staged in K halves from BLOCK_H = 128 only (see launch._w_halves).
     assert all(s.constexprs["W_HALVES"] is False for s in compile_specs(64, torch.bfloat16, config))
     assert specs[0].signature["pre_ptr"] == "*bf16" and specs[0].signature["gates_ptr"] == "*fp32"
