@@ -7,6 +7,7 @@ import logging
 import pytest
 import torch
 
+from tests.cpu_loops import PYTHON_LOOPS, select_backend
 from tests.reference import complex_dense_recurrence_reference
 from tests.tolerances import assert_close
 from trit_rnn.functional import dense_recurrence
@@ -87,17 +88,22 @@ def check_against_reference(dtype, case, nonlinearity, *, backend="torch", check
         assert_close(grad, ref_grad, dtype, f"grad {name}")
 
 
+@pytest.mark.parametrize("backend", ["torch", PYTHON_LOOPS])
 @pytest.mark.parametrize("with_h0", [True, False], ids=["h0", "no-h0"])
 @pytest.mark.parametrize("nonlinearity", NONLINEARITIES)
 @pytest.mark.parametrize("T,B,H", SHAPES, ids=SHAPE_IDS)
-def test_complex64_matches_complex128_reference(T, B, H, nonlinearity, with_h0):
+def test_complex64_matches_complex128_reference(T, B, H, nonlinearity, with_h0, backend, monkeypatch):
     case = make_case(T, B, H, nonlinearity, with_h0=with_h0)
-    check_against_reference(torch.complex64, case, nonlinearity)
+    check_against_reference(torch.complex64, case, nonlinearity, backend=select_backend(backend, monkeypatch))
 
 
+@pytest.mark.parametrize("backend", ["torch", PYTHON_LOOPS])
 @pytest.mark.parametrize("nonlinearity", NONLINEARITIES)
-def test_complex128(nonlinearity):
-    check_against_reference(torch.complex128, make_case(6, 5, 33, nonlinearity), nonlinearity)
+def test_complex128(nonlinearity, backend, monkeypatch):
+    backend = select_backend(backend, monkeypatch)
+    check_against_reference(
+        torch.complex128, make_case(6, 5, 33, nonlinearity), nonlinearity, backend=backend
+    )
 
 
 @pytest.mark.parametrize("backend", ["torch", "triton"])
@@ -111,11 +117,13 @@ def test_backends_match_reference(backend, nonlinearity, caplog):
     assert not caplog.records, [r.getMessage() for r in caplog.records]
 
 
+@pytest.mark.parametrize("backend", ["torch", PYTHON_LOOPS])
 @pytest.mark.parametrize("dtype", [torch.complex64, torch.complex128])
-def test_no_nan_at_zero_preactivation(dtype):
+def test_no_nan_at_zero_preactivation(dtype, backend, monkeypatch):
     """Batch row 0 has pre = 0 and h0 = 0, so z = 0 exactly at every step, with modReLU biases of
     both signs (b > 0: active at z = 0, gain b / eps; b < 0: inactive). Gradients stay finite and
     equal torch autograd of the reference (where |z| has gradient 0 at z = 0)."""
+    select_backend(backend, monkeypatch)
     T, B, H = 4, 3, 6
     pre, weight, _, _, grad_out, grad_hn = make_case(T, B, H, "modrelu")
     pre[:, 0] = 0

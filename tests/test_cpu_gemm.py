@@ -10,12 +10,14 @@ from trit_rnn.backends import cpu_gemm
 F64 = torch.float64
 
 
-@pytest.fixture(params=["onednn", "fallback"])
+@pytest.fixture(params=["onednn", "addmm", "fallback"])
 def path(request, monkeypatch):
+    """oneDNN everywhere; addmm for the step GEMMs (oneDNN for the bulk ones); no oneDNN at all."""
     if request.param == "fallback":
         monkeypatch.setattr(cpu_gemm, "onednn_runs", lambda x: False)
     else:
         assert cpu_gemm.onednn_runs(torch.zeros(1)), "this CPU build of torch has no oneDNN linear"
+        monkeypatch.setenv("TRIT_RNN_CPU_GEMM", request.param)
     return request.param
 
 
@@ -26,9 +28,15 @@ def test_step_gemm(path, dtype):
     x, other = torch.randn(3, 5, generator=g, dtype=F64), torch.randn(3, 12, generator=g, dtype=F64)
     plain = cpu_gemm.StepGemm(weight.to(dtype), 3)
     with_bias = cpu_gemm.StepGemm(weight.to(dtype), 3, bias.to(dtype))
+    expected_kind = path if (path != "fallback" and dtype == torch.float32) else "addmm"
+    assert plain.kind == with_bias.kind == expected_kind
     assert_close(plain(x.to(dtype)), x @ weight.T, dtype, "x W^T")
     assert_close(plain(x.to(dtype), other.to(dtype)), x @ weight.T + other, dtype, "x W^T + other")
     assert_close(with_bias(x.to(dtype), other.to(dtype)), x @ weight.T + bias + other, dtype, "with bias")
+    for gemm, added in ((plain, 0), (with_bias, bias)):
+        out = other.to(dtype).clone()
+        assert gemm.accumulate_(out, x.to(dtype)) is out
+        assert_close(out, other + x @ weight.T + added, dtype, "accumulate_ in place")
     strided = torch.randn(3, 10, generator=g, dtype=F64)[:, ::2]
     assert_close(plain(strided.to(dtype)), strided @ weight.T, dtype, "strided x")
 
@@ -54,3 +62,37 @@ def test_weight_grad_either_operand_wider(path, widths):
     result = cpu_gemm.linear_weight_grad(grad.float(), x.float())
     assert result.shape == (n, k) and result.is_contiguous()
     assert_close(result, grad.T @ x, torch.float32, "weight grad")
+
+
+def test_step_kind_is_timed_once_per_shape_and_kept(monkeypatch):
+    """Automatic choice: one of the two kinds, timed at the first use of a shape and then reused."""
+    monkeypatch.delenv("TRIT_RNN_CPU_GEMM", raising=False)
+    monkeypatch.setattr(cpu_gemm, "_step_kinds", {})
+    timed = []
+    real = cpu_gemm._time_step_kinds
+    monkeypatch.setattr(cpu_gemm, "_time_step_kinds", lambda *a: timed.append(a) or real(*a))
+    like = torch.zeros(1)
+    first = cpu_gemm.step_kind(4, 24, 8, like, False)
+    assert first in ("addmm", "onednn")
+    assert cpu_gemm.step_kind(4, 24, 8, like, False) == first
+    assert len(timed) == 1
+    cpu_gemm.step_kind(4, 24, 8, like, True)
+    assert len(timed) == 2, "a bias is part of the shape's key"
+
+
+def test_step_kind_deterministic_mode_and_float64_never_time(monkeypatch):
+    monkeypatch.delenv("TRIT_RNN_CPU_GEMM", raising=False)
+    monkeypatch.setattr(cpu_gemm, "_time_step_kinds", lambda *a: pytest.fail("timed"))
+    assert cpu_gemm.step_kind(4, 24, 8, torch.zeros(1, dtype=F64), False) == "addmm"
+    previous = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        assert cpu_gemm.step_kind(5, 24, 8, torch.zeros(1), False) == "addmm"
+    finally:
+        torch.use_deterministic_algorithms(previous)
+
+
+def test_step_kind_rejects_an_unknown_forced_kind(monkeypatch):
+    monkeypatch.setenv("TRIT_RNN_CPU_GEMM", "mkl")
+    with pytest.raises(ValueError, match="TRIT_RNN_CPU_GEMM must be auto, addmm or onednn; got 'mkl'"):
+        cpu_gemm.StepGemm(torch.zeros(3, 2), 4)

@@ -7,12 +7,13 @@ import functools
 import pytest
 import torch
 
+from tests.cpu_loops import PYTHON_LOOPS, select_backend
 from tests.reference import gru_reference, lstm_reference
 from tests.tolerances import assert_close
 from trit_rnn.functional import gru_recurrence, lstm_recurrence
 
 F64 = torch.float64
-BACKENDS = ["torch", "triton"]  # triton under the interpreter (tests/conftest.py)
+BACKENDS = ["torch", PYTHON_LOOPS, "triton"]  # triton under the interpreter (tests/conftest.py)
 SHAPES = [(1, 2, 3), (7, 3, 5), (4, 1, 8)]  # (T, B, H)
 
 
@@ -82,7 +83,8 @@ def _gru_reference(pre, w, b, h0, act_bias, nonlinearity):
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 @pytest.mark.parametrize("dtype", [torch.float32, F64], ids=str)
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_lstm_matches_reference(backend, dtype, shape, with_states):
+def test_lstm_matches_reference(backend, dtype, shape, with_states, monkeypatch):
+    backend = select_backend(backend, monkeypatch)
     check("lstm", backend, dtype, make_leaves("lstm", *shape, with_states=with_states))
 
 
@@ -91,15 +93,19 @@ def test_lstm_matches_reference(backend, dtype, shape, with_states):
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 @pytest.mark.parametrize("dtype", [torch.float32, F64], ids=str)
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_gru_matches_reference(backend, dtype, shape, with_states, nonlinearity):
+def test_gru_matches_reference(backend, dtype, shape, with_states, nonlinearity, monkeypatch):
+    backend = select_backend(backend, monkeypatch)
     leaves = make_leaves("gru", *shape, with_states=with_states, nonlinearity=nonlinearity)
     check("gru", backend, dtype, leaves, nonlinearity)
 
 
-def test_long_sequence_uses_several_backward_chunks():
-    """T * B * H beyond one backward chunk (2^17 elements): the chunk seams are exact."""
+@pytest.mark.parametrize("backend", ["torch", PYTHON_LOOPS])
+def test_long_sequence_uses_several_backward_chunks(backend, monkeypatch):
+    """T * B * H beyond one backward chunk of the Python loops (2^17 elements): the chunk seams
+    are exact; the same long case on the compiled loops."""
+    backend = select_backend(backend, monkeypatch)
     for cell in ("lstm", "gru"):
-        check(cell, "torch", F64, make_leaves(cell, 300, 30, 16, with_states=True))
+        check(cell, backend, F64, make_leaves(cell, 300, 30, 16, with_states=True))
 
 
 def test_explicit_triton_runs_the_kernels(monkeypatch):

@@ -22,3 +22,20 @@ def test_every_package_is_listed():
             relative = init.parent.relative_to(path).parts
             found.add(".".join((name, *relative)))
     assert found <= listed, f"packages missing from pyproject.toml: {sorted(found - listed)}"
+
+
+def test_every_non_python_source_is_package_data():
+    """The compiled loops' C++ sources are built at run time from the installed package, so a
+    regular install must carry them: every file under a package that is not Python is matched
+    by a package-data pattern."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    patterns = config.get("package-data", {})
+    for source in (ROOT / "trit_rnn").rglob("*.cpp"):
+        package = ".".join(source.parent.relative_to(ROOT).parts)
+        owners = [p for p in patterns if package.startswith(p)]
+        matched = any(
+            source.relative_to(ROOT / Path(*owner.split("."))).match(glob)
+            for owner in owners
+            for glob in patterns[owner]
+        )
+        assert matched, f"{source.relative_to(ROOT)} is not package data in pyproject.toml"

@@ -1,16 +1,22 @@
-"""The CPU GEMMs of the torch backends' time loops, through oneDNN where it runs them.
+"""The CPU GEMMs of the torch backends' time loops: oneDNN's or torch.addmm (MKL), the faster here.
 
-Why: torch's CPU addmm goes to MKL, which on this project's AMD EPYC (AVX-512) machines takes its
-AVX2 path: 85 GFLOP/s on one core for [32, 128] x [128, 512] and for [6400, 128] x [128, 512],
-where oneDNN's linear reaches 136 (with the weight pre-packed) and 204 GFLOP/s. torch.nn.LSTM's
-CPU path is oneDNN's fused LSTM, so a recurrence on MKL GEMMs starts 1.6-2.4x behind it.
+Why: on this project's AMD EPYC (AVX-512) machines MKL's addmm takes its AVX2 path: 85 GFLOP/s on
+one core for [32, 128] x [128, 512] and for [6400, 128] x [128, 512], where oneDNN's linear
+reaches 136 (with the weight pre-packed) and 204 GFLOP/s. On its Intel Xeon machines it is the
+other way round for the time loops' small steps (addmm 104 against oneDNN's 53 GFLOP/s at
+[32, 128] x [128, 512]; 9.2 against 44 us at [32, 128] x [128, 128]), so the step GEMM is chosen
+by timing (`step_kind`). The bulk GEMMs stay on oneDNN, ahead on both (75 against 63 GFLOP/s at
+[32000, 128] x [128, 512] on the Xeon).
 
-`StepGemm(weight, batch, bias)` packs a weight [N, K] once per call of a backend; calling it with
-x [B, K] returns x @ weight^T + bias + other ([B, N], a new tensor). `linear`,
+`StepGemm(weight, batch, bias)` prepares a weight [N, K] once per call of a backend; calling it
+with x [B, K] returns x @ weight^T + bias + other ([B, N], a new tensor). `linear`,
 `linear_input_grad` and `linear_weight_grad` are the bulk GEMMs around the loops. The oneDNN op is torch's own
 (torch.ops.mkldnn._linear_pointwise, what inductor's CPU backend emits); where it is missing, or
 for float64 / non-CPU tensors, plain torch.addmm is used, so results never depend on its presence.
 """
+
+import os
+import time
 
 import torch
 
@@ -30,23 +36,81 @@ def onednn_runs(x: torch.Tensor) -> bool:
 
 
 class StepGemm:
-    """x [B, K] -> x @ weight^T + bias (+ other [B, N]) for one fixed weight [N, K], bias [N] or None."""
+    """x [B, K] -> x @ weight^T + bias (+ other [B, N]) for one fixed weight [N, K], bias [N] or None,
+    on whichever of torch.addmm and oneDNN's linear is faster for this shape here (`step_kind`)."""
 
-    def __init__(self, weight: torch.Tensor, batch: int, bias: torch.Tensor | None = None):
-        self.onednn = onednn_runs(weight)
+    def __init__(
+        self, weight: torch.Tensor, batch: int, bias: torch.Tensor | None = None, kind: str | None = None
+    ):
         self.bias = bias
-        if self.onednn:
+        self.kind = kind or step_kind(batch, weight.shape[0], weight.shape[1], weight, bias is not None)
+        if self.kind == "onednn":
             self.weight = torch.ops.mkldnn._reorder_linear_weight(weight.contiguous(), batch)
         else:
-            self.weight_t = weight.t()  # [K, N] view: addmm reads it without a copy
+            # contiguous [K, N]: addmm on the transposed view of [N, K] is 1.3-1.6x slower at B = 32
+            self.weight_t = weight.t().contiguous()
 
     def __call__(self, x: torch.Tensor, other: torch.Tensor | None = None) -> torch.Tensor:
-        if self.onednn:
+        if self.kind == "onednn":
             if other is None:
                 return torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, "none", [], "")
             return torch.ops.mkldnn._linear_pointwise.binary(x, other, self.weight, self.bias, "add")
         out = x @ self.weight_t if other is None else torch.addmm(other, x, self.weight_t)
         return out if self.bias is None else out.add_(self.bias)
+
+    def accumulate_(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """out += x @ weight^T (+ bias) in place; out [B, N]."""
+        if self.kind == "onednn":
+            return out.copy_(self(x, out))
+        out.addmm_(x, self.weight_t)
+        return out if self.bias is None else out.add_(self.bias)
+
+
+# (batch, N, K, dtype, bias, threads) -> "addmm" or "onednn"
+_step_kinds: dict[tuple, str] = {}
+
+
+def step_kind(batch: int, n: int, k: int, like: torch.Tensor, with_bias: bool) -> str:
+    """Which GEMM a time loop's [batch, K] x [K, N] step runs on: "onednn" or "addmm".
+
+    Neither wins everywhere: on an AMD EPYC (AVX-512) machine MKL's addmm took its AVX2 path and
+    oneDNN's linear was 1.6x faster at [32, 128] x [128, 512]; on an Intel Xeon (Sapphire Rapids
+    class) addmm was 1.3-2x faster than oneDNN at every step shape of the dense and gated cells.
+    So the first loop of each shape times both (a few ms) and the choice is kept for the process.
+    TRIT_RNN_CPU_GEMM=addmm|onednn forces one; under torch.use_deterministic_algorithms(True) it
+    is addmm without timing, so that two processes cannot pick differently."""
+    if not onednn_runs(like):
+        return "addmm"
+    forced = os.environ.get("TRIT_RNN_CPU_GEMM", "auto")
+    if forced not in ("auto", "addmm", "onednn"):
+        raise ValueError(f"TRIT_RNN_CPU_GEMM must be auto, addmm or onednn; got {forced!r}")
+    if forced != "auto":
+        return forced
+    if torch.are_deterministic_algorithms_enabled():
+        return "addmm"
+    key = (batch, n, k, like.dtype, with_bias, torch.get_num_threads())
+    if key not in _step_kinds:
+        _step_kinds[key] = _time_step_kinds(batch, n, k, like.dtype, with_bias)
+    return _step_kinds[key]
+
+
+def _time_step_kinds(batch: int, n: int, k: int, dtype: torch.dtype, with_bias: bool) -> str:
+    """The faster kind at this shape: best of 3 rounds of 8 calls each, the kinds interleaved."""
+    g = torch.Generator().manual_seed(0)
+    weight = torch.randn(n, k, generator=g).to(dtype)
+    bias = torch.randn(n, generator=g).to(dtype) if with_bias else None
+    x, other = torch.randn(batch, k, generator=g).to(dtype), torch.randn(batch, n, generator=g).to(dtype)
+    candidates = {kind: StepGemm(weight, batch, bias, kind) for kind in ("addmm", "onednn")}
+    for gemm in candidates.values():
+        gemm(x, other)  # warm-up: oneDNN builds its primitive on the first call
+    best = {kind: float("inf") for kind in candidates}
+    for _ in range(3):
+        for kind, gemm in candidates.items():
+            start = time.perf_counter()
+            for _ in range(8):
+                gemm(x, other)
+            best[kind] = min(best[kind], time.perf_counter() - start)
+    return min(best, key=best.get)
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:

@@ -53,7 +53,9 @@ What the caller (trit_rnn/autograd/gated.py) computes in bulk, not the backend:
 
 This backend
 ------------
-No autograd over a loop: per step one GEMM (oneDNN on the CPU where it runs, see cpu_gemm.py) and
+On a CPU the loops run compiled (compiled_loops.py, csrc/time_loops.cpp: one GEMM and one fused
+pass per step) where that module builds; the Python loops below are the fallback and the
+reference for them, with the same equations. No autograd over a loop: per step one GEMM (oneDNN on the CPU where it runs, see cpu_gemm.py) and
 a few in-place pointwise ops on views of one [B, G*H] row. The loop reads pre as it is (no bulk
 copy: each step's GEMM output is fresh in cache, while a [T, ...] buffer's rows are not) and tanh
 is 2 sigmoid(2x) - 1 (a float32 tanh on the CPU costs about 5x a sigmoid at these sizes), so one
@@ -65,6 +67,7 @@ walks the chunk with one GEMM and four or five pointwise ops per step.
 import torch
 
 from ..nonlinearity import Nonlinearity
+from . import compiled_loops
 from .cpu_gemm import StepGemm
 from .torch_dense import compute_dtype
 
@@ -101,6 +104,14 @@ def lstm_forward(pre, weight_hh, h0, c0):
     T, B, G = pre.shape
     H = G // 4
     dtype = compute_dtype(pre.dtype)
+    if T > 0 and compiled_loops.applies(pre, weight_hh):
+        h, c = (_initial(s, B, H, dtype, pre.device).contiguous() for s in (h0, c0))
+        w_t = weight_hh.to(dtype).t().contiguous()  # [H, 4H]
+        outputs, gates, cells = compiled_loops.loops().lstm_forward(
+            _steps_of(pre, dtype).contiguous(), w_t, h, c
+        )
+        last = (outputs[T - 1].to(pre.dtype, copy=True), cells[T - 1].to(pre.dtype, copy=True))
+        return outputs.to(pre.dtype), *last, gates, cells
     gemm = StepGemm(weight_hh.to(dtype), B)  # pre_t + h @ W^T
     gates = torch.empty((T, B, G), dtype=dtype, device=pre.device)
     cells = torch.empty((T, B, H), dtype=dtype, device=pre.device)
@@ -140,12 +151,17 @@ def lstm_backward(grad_out, grad_hn, grad_cn, outputs, gates, cells, h0, c0, wei
     T, B, H = outputs.shape
     dtype = gates.dtype
     w = weight_hh.to(dtype)  # [4H, H]
-    gemm = StepGemm(w.t(), B)  # d_gates @ W
-    grad_steps = grad_out.to(dtype).unbind(0)
-    d_gates = torch.empty((T, B, 4 * H), dtype=dtype, device=gates.device)
+    grad = grad_out.to(dtype)
+    grad_steps = grad.unbind(0)
     dc = _initial(grad_cn, B, H, dtype, gates.device).clone()
     c0 = _initial(c0, B, H, dtype, gates.device)
     dh = grad_steps[T - 1] if grad_hn is None else grad_steps[T - 1] + grad_hn.to(dtype)
+    if compiled_loops.applies(gates, w):
+        operands = (grad, dh, dc, gates, cells, c0, w)
+        d_gates, dc0 = compiled_loops.loops().lstm_backward(*(t.contiguous() for t in operands))
+        return d_gates, d_gates[0] @ w, dc0
+    gemm = StepGemm(w.t(), B)  # d_gates @ W
+    d_gates = torch.empty((T, B, 4 * H), dtype=dtype, device=gates.device)
     d_steps, forget = d_gates.unbind(0), gates[:, :, H : 2 * H].unbind(0)
     for start, stop in _chunks(T, B, H):
         c_first = cells[start - 1] if start > 0 else c0
@@ -182,8 +198,15 @@ def gru_forward(pre, weight_hh, bias_hh, h0, act_bias=None, nonlinearity="tanh")
     H = G // 3
     dtype = compute_dtype(pre.dtype)
     bias = bias_hh.to(dtype) if bias_hh is not None else None
-    gemm = StepGemm(weight_hh.to(dtype), B, bias)  # q = h @ W^T + b
     act = act_bias.to(dtype) if act_bias is not None else None
+    if T > 0 and compiled_loops.applies(pre, weight_hh):
+        h = _initial(h0, B, H, dtype, pre.device).contiguous()
+        w_t = weight_hh.to(dtype).t().contiguous()  # [H, 3H]
+        outputs, gates, hidden_n = compiled_loops.loops().gru_forward(
+            _steps_of(pre, dtype).contiguous(), w_t, bias, h, act, _CANDIDATE_KINDS[nonlinearity]
+        )
+        return outputs.to(pre.dtype), outputs[T - 1].to(pre.dtype, copy=True), gates, hidden_n
+    gemm = StepGemm(weight_hh.to(dtype), B, bias)  # q = h @ W^T + b
     gates = torch.empty((T, B, G), dtype=dtype, device=pre.device)
     hidden_n = torch.empty((T, B, H), dtype=dtype, device=pre.device)
     outputs = torch.empty((T, B, H), dtype=dtype, device=pre.device)
@@ -201,6 +224,15 @@ def gru_forward(pre, weight_hh, bias_hh, h0, act_bias=None, nonlinearity="tanh")
         torch.sub(h, n, out=h_t).mul_(z).add_(n)
         h = h_t
     return outputs.to(pre.dtype), h.to(pre.dtype, copy=True), gates, hidden_n
+
+
+# The candidate functions as time_loops.cpp numbers them
+_CANDIDATE_KINDS = {
+    Nonlinearity.TANH: 0,
+    Nonlinearity.RELU: 1,
+    Nonlinearity.IDENTITY: 2,
+    Nonlinearity.MODRELU: 3,
+}
 
 
 def _candidate_derivative(n: torch.Tensor, nonlinearity: Nonlinearity) -> torch.Tensor:
@@ -229,10 +261,18 @@ def gru_backward(grad_out, grad_hn, outputs, gates, hidden_n, h0, weight_hh, non
     T, B, H = outputs.shape
     dtype = gates.dtype
     w = weight_hh.to(dtype)  # [3H, H]
-    gemm = StepGemm(w.t(), B)  # d_hidden @ W
     states = outputs.to(dtype)
     h0 = _initial(h0, B, H, dtype, gates.device)
+    if compiled_loops.applies(gates, w):
+        grad = grad_out.to(dtype)
+        last = grad[T - 1] if grad_hn is None else grad[T - 1] + grad_hn.to(dtype)
+        operands = (grad, last, states, gates, hidden_n, h0, w)
+        d_pre, d_hidden, dh0 = compiled_loops.loops().gru_backward(
+            *(t.contiguous() for t in operands), _CANDIDATE_KINDS[nonlinearity]
+        )
+        return d_pre, d_hidden, dh0
     grad_steps = grad_out.to(dtype).unbind(0)
+    gemm = StepGemm(w.t(), B)  # d_hidden @ W
     zeros = torch.zeros((B, H), dtype=dtype, device=gates.device)
     d_hidden = torch.empty((T, B, 3 * H), dtype=dtype, device=gates.device)
     d_candidate = torch.empty((T, B, H), dtype=dtype, device=gates.device)
