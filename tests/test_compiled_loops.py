@@ -148,3 +148,24 @@ def test_strided_inputs_are_made_contiguous(cell, monkeypatch):
             compiled_loops.loops().lstm_forward(pre, weight.t().contiguous(), zeros, zeros)
         else:
             compiled_loops.loops().gru_forward(pre, weight.t().contiguous(), None, zeros, None, 0)
+
+
+def test_realified_matrix_multiplies_interleaved_rows():
+    g = torch.Generator().manual_seed(4)
+    a = torch.randn(5, 7, generator=g, dtype=torch.complex128)
+    x = torch.randn(3, 5, generator=g, dtype=torch.complex128)
+    rows = torch.view_as_real(x).reshape(3, 10) @ torch_complex.realified(a)
+    assert_close(rows, torch.view_as_real(x @ a).reshape(3, 14), F64, "x @ a through the real form")
+
+
+@pytest.mark.parametrize("dtype", [torch.complex64, torch.complex128], ids=str)
+def test_fused_modrelu_bias_gradient_equals_the_bulk_formula(dtype, monkeypatch):
+    from trit_rnn.autograd.complex_gradients import act_bias_grad
+
+    g = torch.Generator().manual_seed(5)
+    real = torch.float32 if dtype == torch.complex64 else F64
+    z, dz = (torch.randn(T, B, H, generator=g, dtype=dtype) for _ in range(2))
+    z[0, 0, :3] = 0
+    act_bias = torch.randn(H, generator=g, dtype=real) * 0.5
+    compiled, python = _both(monkeypatch, lambda: (act_bias_grad(z, dz.conj(), act_bias, 1e-5),))
+    _assert_all_close(compiled, python, dtype if dtype == torch.complex128 else torch.float32, "d act_bias")

@@ -8,8 +8,8 @@ They are an accelerator, never a requirement: `loops()` returns the module, or N
 cannot be built (no C++ compiler, no ninja, a non-x86 torch build, TRIT_RNN_COMPILED_LOOPS=0)
 and the Python loops run instead, with the reason logged once. The build (about 40 s) is cached
 where torch.utils.cpp_extension keeps its builds ($TORCH_EXTENSIONS_DIR, else
-~/.cache/torch_extensions), named by the source's hash, the torch version and the CPU's vector
-capability, so it happens once per machine and torch install.
+~/.cache/torch_extensions), named by the hash of the source and flags, the torch version and the
+CPU's vector capability, so it happens once per machine and torch install.
 """
 
 from __future__ import annotations
@@ -63,7 +63,9 @@ def loops():
     """The compiled module, or None (the reason logged) where it cannot be built here; built once
     per process (TRIT_RNN_COMPILED_LOOPS is read by `applies`, at every call)."""
     capability = _capability()
-    digest = hashlib.sha256(_SOURCE.read_bytes()).hexdigest()[:12]
+    # no errno from sqrt: what lets the complex loops' square roots vectorise
+    flags = ["-O3", "-fno-math-errno", *_CAPABILITY_FLAGS[capability]]
+    digest = hashlib.sha256(_SOURCE.read_bytes() + " ".join(flags).encode()).hexdigest()[:12]
     version = torch.__version__.replace(".", "_").replace("+", "_")
     name = f"trit_rnn_time_loops_{capability.lower()}_{version}_{digest}"
     try:
@@ -72,7 +74,7 @@ def loops():
         return load(
             name=name,
             sources=[str(_SOURCE)],
-            extra_cflags=["-O3", *_CAPABILITY_FLAGS[capability]],
+            extra_cflags=flags,
             verbose=False,
         )
     except Exception as error:  # any build failure means the Python loops, which always work

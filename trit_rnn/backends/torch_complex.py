@@ -82,6 +82,17 @@ def _compiled(x: torch.Tensor, weight: torch.Tensor, act_bias: torch.Tensor) -> 
     return act_bias.dtype == x.real.dtype and compiled_loops.applies(x, weight, act_bias)
 
 
+def realified(a: torch.Tensor) -> torch.Tensor:
+    """The real [2K, 2N] matrix M of a complex [K, N] matrix a such that for complex x [B, K],
+    view_as_real(x @ a) = view_as_real(x) @ M as [B, 2N] rows (interleaved real and imaginary
+    parts): block (k, j) is [[Re a, Im a], [-Im a, Re a]]_kj."""
+    re, im = a.real, a.imag
+    blocks = torch.stack(
+        [torch.stack([re, im], dim=-1), torch.stack([-im, re], dim=-1)], dim=1
+    )  # [K, 2, N, 2]
+    return blocks.reshape(2 * a.shape[0], 2 * a.shape[1])
+
+
 def _raw(x: torch.Tensor) -> torch.Tensor:
     """x as the compiled loops read it, (re, im) pairs in memory: contiguous, no lazy conjugate."""
     return x.resolve_conj().contiguous()
@@ -97,7 +108,7 @@ def complex_forward(pre, weight, h0, act_bias, nonlinearity: str, eps: float):
         h = h0.contiguous() if h0 is not None else pre.new_zeros((B, H))
         outputs = torch.empty((T, B, H), dtype=pre.dtype, device=pre.device)
         compiled_loops.loops().complex_modrelu_forward(
-            _raw(pre), weight_t, h, act_bias.contiguous(), eps, outputs
+            _raw(pre), realified(weight_t), _raw(h), act_bias.contiguous(), eps, outputs
         )
         return outputs, outputs[T - 1].clone()
     # The buffer starts as pre (one bulk copy); each step accumulates h_{t-1} W^T into its slot.
@@ -170,7 +181,7 @@ def complex_backward(grad_out, grad_hn, z, weight, act_bias, nonlinearity: str, 
             torch.addmm(grad_steps[t - 1], dz_steps[t], weight_c, out=dz_steps[t - 1])
     elif _compiled(z, weight, act_bias):
         dz = compiled_loops.loops().complex_modrelu_backward(
-            _raw(grad_out), _raw(last), _raw(z), weight_c, act_bias.contiguous(), eps
+            _raw(grad_out), _raw(last), _raw(z), realified(weight_c), act_bias.contiguous(), eps
         )
     else:
         _walk_modrelu(grad_out, last, z, act_bias, eps, weight_c, dz)

@@ -299,6 +299,13 @@ std::vector<Tensor> lstm_backward(const Tensor& grad_out, const Tensor& dh_last,
 // ---------------------------------------------------------------------------------------------
 // Complex modReLU recurrence: h = z relu(|z| + b) / (|z| + eps), z = pre_t + h_{t-1} W^T.
 // Interleaved (re, im) scalars; plain loops (sqrt and division only, no transcendental calls).
+// The step GEMMs are real: a complex [B, H] row read as real [B, 2H] times the [2H, 2H] real form
+// of the complex matrix (torch_complex.realified) gives the interleaved product. MKL's real GEMM
+// at [32, 128] x [128, 128] takes 9 us where its complex one at [32, 64] x [64, 64] takes 17.
+
+inline Tensor as_real_rows(const Tensor& x) {  // [B, H] complex -> [B, 2H] real view
+  return at::view_as_real(x).view({x.size(0), 2 * x.size(1)});
+}
 
 template <typename R>
 void complex_forward_impl(const Tensor& pre, const Tensor& weight_t, const Tensor& h0, const Tensor& act_bias,
@@ -309,7 +316,8 @@ void complex_forward_impl(const Tensor& pre, const Tensor& weight_t, const Tenso
   Tensor h = h0;
   for (int64_t t = 0; t < T_; ++t) {
     Tensor z = outputs[t];  // [B, H] complex
-    at::mm_out(z, h, weight_t);  // pre_t is added in the pass: addmm_out would copy it first
+    Tensor z_rows = as_real_rows(z);
+    at::mm_out(z_rows, as_real_rows(h), weight_t);  // pre_t is added in the pass
     R* zr = reinterpret_cast<R*>(z.data_ptr());
     const R* pr = reinterpret_cast<const R*>(pre.data_ptr()) + 2 * t * B * H;
     for (int64_t b = 0; b < B; ++b) {
@@ -319,7 +327,7 @@ void complex_forward_impl(const Tensor& pre, const Tensor& weight_t, const Tenso
         const R re = row[2 * j] + p[2 * j], im = row[2 * j + 1] + p[2 * j + 1];
         const R m = std::sqrt(re * re + im * im);
         const R shifted = m + ab[j];
-        const R s = shifted > R(0) ? shifted / (m + e) : R(0);
+        const R s = std::max(shifted, R(0)) / (m + e);
         row[2 * j] = re * s;
         row[2 * j + 1] = im * s;
       }
@@ -345,27 +353,32 @@ void complex_backward_impl(const Tensor& grad_out, const Tensor& last, const Ten
   const R* ab = act_bias.data_ptr<R>();
   const R e = static_cast<R>(eps);
   const R tiny = std::numeric_limits<R>::min();
-  Tensor q = at::empty_like(last);  // [B, H] complex dz_{t+1} conj(W)
+  Tensor q = at::empty_like(last);       // [B, H] complex dz_{t+1} conj(W)
+  Tensor zeros = at::zeros_like(last);  // [B, H] what g_T adds instead of q
   for (int64_t t = T_ - 1; t >= 0; --t) {
     const bool final_step = t == T_ - 1;  // g_T = last; else g_t = grad_out_t + q, summed in the pass
-    if (!final_step) at::mm_out(q, dz[t + 1], weight_c);
+    if (!final_step) {
+      Tensor q_rows = as_real_rows(q);
+      at::mm_out(q_rows, as_real_rows(dz[t + 1]), weight_c);
+    }
     const R* g1 = reinterpret_cast<const R*>(final_step ? last.data_ptr() : grad_out.data_ptr()) +
                   (final_step ? 0 : 2 * t * B * H);
-    const R* g2 = final_step ? nullptr : reinterpret_cast<const R*>(q.data_ptr());
+    const R* g2 = reinterpret_cast<const R*>((final_step ? zeros : q).data_ptr());
     const R* zr = reinterpret_cast<const R*>(z.data_ptr()) + 2 * t * B * H;
     R* out = reinterpret_cast<R*>(dz.data_ptr()) + 2 * t * B * H;
     for (int64_t b = 0; b < B; ++b) {
+      // branch-free (selects, no conditional division) so that the compiler vectorises it
       for (int64_t j = 0; j < H; ++j) {
         const int64_t k = 2 * (b * H + j);
         const R re = zr[k], im = zr[k + 1];
-        const R g_re = g2 ? g1[k] + g2[k] : g1[k], g_im = g2 ? g1[k + 1] + g2[k + 1] : g1[k + 1];
+        const R g_re = g1[k] + g2[k], g_im = g1[k + 1] + g2[k + 1];
         const R squared = re * re + im * im;
         const R m = std::sqrt(squared);
         const R denominator = m + e;
         const R shifted = m + ab[j];
-        const bool active = shifted > R(0);
-        const R s = active ? shifted / denominator : R(0);
-        const R half_k = active ? m * ((e - ab[j]) / 2) / (denominator * denominator) : R(0);
+        const R s = std::max(shifted, R(0)) / denominator;  // 0 where inactive
+        const R active = shifted > R(0) ? R(1) : R(0);
+        const R half_k = active * m * ((e - ab[j]) * R(0.5)) / (denominator * denominator);
         const R p = s + half_k;
         const R c = half_k / std::max(squared, tiny);  // q = c z^2
         const R q_re = c * (re * re - im * im), q_im = c * (2 * re * im);
@@ -387,6 +400,40 @@ Tensor complex_modrelu_backward(const Tensor& grad_out, const Tensor& last, cons
   return dz;
 }
 
+// dL/db [H] = sum over rows of Re(conj(dz) z) (m + eps) / ((m + eps)^2 + eps (b - eps)), the
+// bulk formula of autograd/complex_gradients.py's act_bias_grad in one pass, summed in double.
+template <typename R>
+void complex_bias_grad_impl(const Tensor& z, const Tensor& dz, const Tensor& act_bias, double eps, Tensor& out) {
+  const int64_t H = z.size(-1), rows = z.numel() / std::max<int64_t>(H, 1);
+  const R* zr = reinterpret_cast<const R*>(z.data_ptr());
+  const R* dr = reinterpret_cast<const R*>(dz.data_ptr());
+  const R* ab = act_bias.data_ptr<R>();
+  const R e = static_cast<R>(eps);
+  const R tiny = std::numeric_limits<R>::min();
+  std::vector<double> sums(H, 0.0);
+  for (int64_t row = 0; row < rows; ++row) {
+    const R *zz = zr + 2 * row * H, *dd = dr + 2 * row * H;
+    for (int64_t j = 0; j < H; ++j) {
+      const R re = zz[2 * j], im = zz[2 * j + 1];
+      const R along = dd[2 * j] * re + dd[2 * j + 1] * im;
+      const R shifted = std::sqrt(re * re + im * im) + e;
+      const R denominator = std::max(shifted * shifted + e * (ab[j] - e), tiny);
+      sums[j] += static_cast<double>(along * shifted / denominator);
+    }
+  }
+  R* o = out.data_ptr<R>();
+  for (int64_t j = 0; j < H; ++j) o[j] = static_cast<R>(sums[j]);
+}
+
+Tensor complex_modrelu_bias_grad(const Tensor& z, const Tensor& dz, const Tensor& act_bias, double eps) {
+  check_contiguous({{"z", &z}, {"dz", &dz}, {"act_bias", &act_bias}});
+  Tensor out = at::empty_like(act_bias);
+  AT_DISPATCH_FLOATING_TYPES(act_bias.scalar_type(), "complex_modrelu_bias_grad", [&] {
+    complex_bias_grad_impl<scalar_t>(z, dz, act_bias, eps, out);
+  });
+  return out;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -396,4 +443,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("lstm_backward", &lstm_backward);
   m.def("complex_modrelu_forward", &complex_modrelu_forward);
   m.def("complex_modrelu_backward", &complex_modrelu_backward);
+  m.def("complex_modrelu_bias_grad", &complex_modrelu_bias_grad);
 }
