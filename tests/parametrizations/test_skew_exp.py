@@ -5,8 +5,10 @@ angles. The map is defined on skew matrices, so the gradients compared are their
 import pytest
 import torch
 
+from tests.cpu_loops import PYTHON_LOOPS, select_backend
 from tests.tolerances import assert_close
-from trit_rnn.parametrizations import ExpOrthogonal
+from trit_rnn.backends import compiled_loops
+from trit_rnn.parametrizations import ExpOrthogonal, skew_exp
 from trit_rnn.parametrizations.skew_exp import skew_matrix_exp
 
 F64 = torch.float64
@@ -36,7 +38,10 @@ def skew_of(kind: str, n: int) -> torch.Tensor:
     "kind", ["random", "large_angles", "tiny_angles", "mixed_scales", "zero", "repeated_blocks"]
 )
 @pytest.mark.parametrize("n", [1, 5, 64])
-def test_matches_matrix_exp_value_and_gradient(kind, n):
+@pytest.mark.parametrize("backend", ["torch", PYTHON_LOOPS])
+def test_matches_matrix_exp_value_and_gradient(kind, n, backend, monkeypatch):
+    """On the compiled divided differences (backends/compiled_loops.py) and on the PyTorch ops."""
+    select_backend(backend, monkeypatch)
     skew = skew_of(kind, n).requires_grad_()
     upstream = torch.randn(n, n, dtype=F64)
     ours = skew_matrix_exp(skew)
@@ -73,3 +78,17 @@ def test_both_methods_of_the_parametrisation_agree(dtype):
 def test_unknown_method_is_named():
     with pytest.raises(ValueError, match="method"):
         ExpOrthogonal(4, method="pade")
+
+
+def test_compiled_divided_differences_equal_the_pytorch_ops():
+    """Every branch: tiny pairs, tiny single angles, close and far-apart pairs, repeated angles."""
+    theta = torch.tensor(
+        [0.0, 1e-9, 5e-5, 2e-4, 9e-4, 0.3, 0.3, 0.3000001, 1.0, 2.5, 3.1, 3.14159], dtype=F64
+    )
+    compiled = compiled_loops.loops().skew_exp_divided_differences(
+        theta, skew_exp._TINY_ANGLE, skew_exp._TINY_PAIR
+    )
+    for ours, theirs, name in zip(
+        compiled, skew_exp.divided_differences(theta), ["cos", "sinc"], strict=True
+    ):
+        assert_close(ours, theirs, F64, f"divided differences of {name}")

@@ -1,4 +1,5 @@
-"""The torch backend's compiled CPU time loops (csrc/time_loops.cpp), built on first use.
+"""The torch backend's compiled CPU time loops (csrc/time_loops.cpp, with the skew exp map's
+divided differences, csrc/divided_differences.cpp), built on first use.
 
 Why: the Python loops of torch_gated.py and torch_complex.py spend most of each step in PyTorch's
 per-op dispatch, not in arithmetic (a gated step is a dozen ops of a few microseconds each). The
@@ -24,7 +25,7 @@ import torch
 
 log = logging.getLogger(__name__)
 
-_SOURCE = Path(__file__).parent / "csrc" / "time_loops.cpp"
+_SOURCES = [Path(__file__).parent / "csrc" / name for name in ("time_loops.cpp", "divided_differences.cpp")]
 
 # torch's CPU capability -> the compiler flags and the macro that select ATen's Vectorized<T> width
 _CAPABILITY_FLAGS = {
@@ -65,7 +66,8 @@ def loops():
     capability = _capability()
     # no errno from sqrt: what lets the complex loops' square roots vectorise
     flags = ["-O3", "-fno-math-errno", *_CAPABILITY_FLAGS[capability]]
-    digest = hashlib.sha256(_SOURCE.read_bytes() + " ".join(flags).encode()).hexdigest()[:12]
+    text = b"".join(source.read_bytes() for source in _SOURCES) + " ".join(flags).encode()
+    digest = hashlib.sha256(text).hexdigest()[:12]
     version = torch.__version__.replace(".", "_").replace("+", "_")
     name = f"trit_rnn_time_loops_{capability.lower()}_{version}_{digest}"
     try:
@@ -73,7 +75,7 @@ def loops():
 
         return load(
             name=name,
-            sources=[str(_SOURCE)],
+            sources=[str(source) for source in _SOURCES],
             extra_cflags=flags,
             verbose=False,
         )

@@ -27,6 +27,8 @@ its symmetric part would be that of f(S^T S) + g(S^T S) S, not of exp.
 
 import torch
 
+from ..backends import compiled_loops
+
 _TINY_ANGLE = 1e-4  # below it sin(x)/x is replaced by 1 - x^2/6 (exact to float64 there)
 _TINY_PAIR = 1e-3  # both angles below it: the Taylor series of g's divided difference
 
@@ -62,6 +64,15 @@ def divided_differences(theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     return dd_cos, dd_sinc
 
 
+def _divided_differences(theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """divided_differences in one compiled pass on a CPU where the compiled loops build (0.8 ms of
+    elementwise ops at n = 128 down to tens of microseconds), else the PyTorch ops above."""
+    if compiled_loops.applies(theta):
+        dd = compiled_loops.loops().skew_exp_divided_differences(theta.contiguous(), _TINY_ANGLE, _TINY_PAIR)
+        return dd[0], dd[1]
+    return divided_differences(theta)
+
+
 class _SkewMatrixExp(torch.autograd.Function):
     @staticmethod
     def forward(skew):
@@ -81,7 +92,7 @@ class _SkewMatrixExp(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_w, *_):
         skew, theta, v, sinc_part = ctx.saved_tensors
-        dd_cos, dd_sinc = (d.to(grad_w.dtype) for d in divided_differences(theta.double()))
+        dd_cos, dd_sinc = (d.to(grad_w.dtype) for d in _divided_differences(theta.double()))
         g_v = v.T @ grad_w  # V^T G [n, n]
         # dL/dM = V (F o V^T G V + F_g o V^T G S^T V) V^T, the second from d(g(M)) S.
         inner = dd_cos * (g_v @ v) + dd_sinc * (g_v @ (skew.T @ v))  # [n, n]

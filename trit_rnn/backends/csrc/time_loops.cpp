@@ -1,5 +1,6 @@
 // The CPU time loops of the torch backend's gated (LSTM, GRU/GORU) and complex modReLU
-// recurrences, compiled on first use by trit_rnn/backends/compiled_loops.py.
+// recurrences, compiled on first use by trit_rnn/backends/compiled_loops.py (with
+// divided_differences.cpp, the skew exp map's backward coefficients, in the same module).
 //
 // Why: a Python loop pays every PyTorch op's dispatch (4-9 us each on a 2-core VM) once per step,
 // and a gated step is a dozen small ops. Here each step is one GEMM (at::addmm_out: torch's own
@@ -436,6 +437,9 @@ Tensor complex_modrelu_bias_grad(const Tensor& z, const Tensor& dz, const Tensor
 
 }  // namespace
 
+// divided_differences.cpp
+std::vector<Tensor> skew_exp_divided_differences(const Tensor& theta, double tiny_angle, double tiny_pair);
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("gru_forward", &gru_forward);
   m.def("gru_backward", &gru_backward);
@@ -444,4 +448,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("complex_modrelu_forward", &complex_modrelu_forward);
   m.def("complex_modrelu_backward", &complex_modrelu_backward);
   m.def("complex_modrelu_bias_grad", &complex_modrelu_bias_grad);
+  m.def("skew_exp_divided_differences", &skew_exp_divided_differences);
 }
