@@ -12,7 +12,7 @@ F64 = torch.float64
 
 @pytest.fixture(params=["onednn", "addmm", "fallback"])
 def path(request, monkeypatch):
-    """oneDNN everywhere; addmm for the step GEMMs (oneDNN for the bulk ones); no oneDNN at all."""
+    """Forced to oneDNN; forced to addmm; no oneDNN at all."""
     if request.param == "fallback":
         monkeypatch.setattr(cpu_gemm, "onednn_runs", lambda x: False)
     else:
@@ -96,3 +96,23 @@ def test_step_kind_rejects_an_unknown_forced_kind(monkeypatch):
     monkeypatch.setenv("TRIT_RNN_CPU_GEMM", "mkl")
     with pytest.raises(ValueError, match="TRIT_RNN_CPU_GEMM must be auto, addmm or onednn; got 'mkl'"):
         cpu_gemm.StepGemm(torch.zeros(3, 2), 4)
+
+
+def test_bulk_gemms_time_both_kinds_once_per_shape_and_keep_the_choice(monkeypatch):
+    monkeypatch.delenv("TRIT_RNN_CPU_GEMM", raising=False)
+    monkeypatch.setattr(cpu_gemm, "_bulk_kinds", {})
+    g = torch.Generator().manual_seed(3)
+    x, weight = torch.randn(40, 6, generator=g, dtype=F64), torch.randn(9, 6, generator=g, dtype=F64)
+    grad = torch.randn(40, 9, generator=g, dtype=F64)
+    f32 = torch.float32
+    for _ in range(2):
+        assert_close(cpu_gemm.linear(x.float(), weight.float(), None), x @ weight.T, f32, "linear")
+        assert_close(
+            cpu_gemm.linear_input_grad(grad.float(), weight.float()), grad @ weight, f32, "input grad"
+        )
+        assert_close(cpu_gemm.linear_weight_grad(grad.float(), x.float()), grad.T @ x, f32, "weight grad")
+    kinds = cpu_gemm._bulk_kinds
+    assert sorted(key[0] for key in kinds) == ["input_grad", "linear", "weight_grad"], (
+        "one entry per op and shape"
+    )
+    assert set(kinds.values()) <= {"addmm", "onednn"}

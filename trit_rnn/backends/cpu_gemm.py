@@ -4,9 +4,9 @@ Why: on this project's AMD EPYC (AVX-512) machines MKL's addmm takes its AVX2 pa
 one core for [32, 128] x [128, 512] and for [6400, 128] x [128, 512], where oneDNN's linear
 reaches 136 (with the weight pre-packed) and 204 GFLOP/s. On its Intel Xeon machines it is the
 other way round for the time loops' small steps (addmm 104 against oneDNN's 53 GFLOP/s at
-[32, 128] x [128, 512]; 9.2 against 44 us at [32, 128] x [128, 128]), so the step GEMM is chosen
-by timing (`step_kind`). The bulk GEMMs stay on oneDNN, ahead on both (75 against 63 GFLOP/s at
-[32000, 128] x [128, 512] on the Xeon).
+[32, 128] x [128, 512]; 9.2 against 44 us at [32, 128] x [128, 128]), so every GEMM is chosen
+by timing: the step GEMMs at a shape's first loop (`step_kind`), the bulk GEMMs around the loops
+at a shape's first call, on its real operands (`_faster`).
 
 `StepGemm(weight, batch, bias)` prepares a weight [N, K] once per call of a backend; calling it
 with x [B, K] returns x @ weight^T + bias + other ([B, N], a new tensor). `linear`,
@@ -17,6 +17,7 @@ for float64 / non-CPU tensors, plain torch.addmm is used, so results never depen
 
 import os
 import time
+from collections.abc import Callable
 
 import torch
 
@@ -81,10 +82,8 @@ def step_kind(batch: int, n: int, k: int, like: torch.Tensor, with_bias: bool) -
     is addmm without timing, so that two processes cannot pick differently."""
     if not onednn_runs(like):
         return "addmm"
-    forced = os.environ.get("TRIT_RNN_CPU_GEMM", "auto")
-    if forced not in ("auto", "addmm", "onednn"):
-        raise ValueError(f"TRIT_RNN_CPU_GEMM must be auto, addmm or onednn; got {forced!r}")
-    if forced != "auto":
+    forced = _forced_kind()
+    if forced is not None:
         return forced
     if torch.are_deterministic_algorithms_enabled():
         return "addmm"
@@ -113,18 +112,59 @@ def _time_step_kinds(batch: int, n: int, k: int, dtype: torch.dtype, with_bias: 
     return min(best, key=best.get)
 
 
+# (op, operand shapes, dtype, threads) -> "addmm" or "onednn", for the bulk GEMMs around the loops
+_bulk_kinds: dict[tuple, str] = {}
+
+
+def _forced_kind() -> str | None:
+    forced = os.environ.get("TRIT_RNN_CPU_GEMM", "auto")
+    if forced not in ("auto", "addmm", "onednn"):
+        raise ValueError(f"TRIT_RNN_CPU_GEMM must be auto, addmm or onednn; got {forced!r}")
+    return None if forced == "auto" else forced
+
+
+def _faster(op: str, operands: tuple[torch.Tensor, ...], runs: dict[str, Callable[[], torch.Tensor]]):
+    """The result of the faster of `runs` (kind -> the GEMM) for this op and shape. The first call
+    of a shape times both kinds on the real operands (twice each, interleaved) and keeps the
+    choice; TRIT_RNN_CPU_GEMM forces one, and deterministic mode takes addmm (see step_kind)."""
+    forced = _forced_kind()
+    if forced is not None:
+        return runs[forced]()
+    if torch.are_deterministic_algorithms_enabled():
+        return runs["addmm"]()
+    if torch._guards.detect_fake_mode(operands) is not None:
+        return runs["onednn"]()  # traced (aot_autograd, opcheck): symbolic shapes, nothing to time
+    key = (op, *(tuple(t.shape) for t in operands), operands[0].dtype, torch.get_num_threads())
+    if key in _bulk_kinds:
+        return runs[_bulk_kinds[key]]()
+    seconds, results = {}, {}
+    for _ in range(2):
+        for kind, run in runs.items():
+            start = time.perf_counter()
+            results[kind] = run()
+            seconds[kind] = min(seconds.get(kind, float("inf")), time.perf_counter() - start)
+    _bulk_kinds[key] = min(seconds, key=seconds.get)
+    return results[_bulk_kinds[key]]
+
+
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """x [M, K] @ weight^T [K, N] + bias [N] (2.3x MKL's speed at [6400, 128] x [128, 512] here)."""
-    if onednn_runs(x) and x.numel() and weight.numel():
-        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
-    return torch.nn.functional.linear(x, weight, bias)
+    """x [M, K] @ weight^T [K, N] + bias [N]."""
+    if not (onednn_runs(x) and x.numel() and weight.numel()):
+        return torch.nn.functional.linear(x, weight, bias)
+    return _faster("linear", (x, weight), {
+        "onednn": lambda: torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], ""),
+        "addmm": lambda: torch.nn.functional.linear(x, weight, bias),
+    })  # fmt: skip
 
 
 def linear_input_grad(grad: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """grad [M, N] @ weight [N, K]: oneDNN takes the transposed weight contiguous (2.5x MKL)."""
-    if onednn_runs(grad) and grad.numel() and weight.numel():
-        return torch.ops.mkldnn._linear_pointwise(grad, weight.t().contiguous(), None, "none", [], "")
-    return grad @ weight
+    """grad [M, N] @ weight [N, K] (oneDNN takes the transposed weight, contiguous)."""
+    if not (onednn_runs(grad) and grad.numel() and weight.numel()):
+        return grad @ weight
+    return _faster("input_grad", (grad, weight), {
+        "onednn": lambda: torch.ops.mkldnn._linear_pointwise(grad, weight.t().contiguous(), None, "none", [], ""),
+        "addmm": lambda: grad @ weight,
+    })  # fmt: skip
 
 
 def linear_weight_grad(grad: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -133,12 +173,17 @@ def linear_weight_grad(grad: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
     oneDNN's linear copies its input operand contiguous (a transposed [*, M] copy, slow: 30 ms
     for [384, 32000]), so the narrower of the two goes there: for N > K it computes
-    (x^T grad)^T. At M = 32000 on one core (wall time): [N, K] = [384, 128] (a GRU's weight_hh)
-    55.5 -> 22.6 ms, [512, 128] (an LSTM's) 69.3 -> 28.4 ms, [128, 2] (an input size-2
-    projection's) 5.6 -> 0.5 ms; MKL's grad.t() @ x takes 35.8, 48.4 and 6.9 ms."""
-    if onednn_runs(grad) and x.dtype == grad.dtype and grad.numel() and x.numel():
-        linear = torch.ops.mkldnn._linear_pointwise
+    (x^T grad)^T. At M = 32000 on one core of the AMD machine (wall time): [N, K] = [384, 128] (a
+    GRU's weight_hh) 55.5 -> 22.6 ms, [512, 128] (an LSTM's) 69.3 -> 28.4 ms, [128, 2] (an input
+    size-2 projection's) 5.6 -> 0.5 ms; MKL's grad.t() @ x took 35.8, 48.4 and 6.9 ms there, but
+    17.9 against oneDNN's 27.7 ms for the LSTM's on the Intel machine (2 threads)."""
+    if not (onednn_runs(grad) and x.dtype == grad.dtype and grad.numel() and x.numel()):
+        return grad.t() @ x  # also the empty reductions (T = 1) oneDNN has no primitive for
+    linear = torch.ops.mkldnn._linear_pointwise
+
+    def onednn():
         if grad.shape[1] > x.shape[1]:
             return linear(x.t().contiguous(), grad.t(), None, "none", [], "").t().contiguous()
         return linear(grad.t().contiguous(), x.t(), None, "none", [], "")
-    return grad.t() @ x  # also the empty reductions (T = 1) oneDNN has no primitive for
+
+    return _faster("weight_grad", (grad, x), {"onednn": onednn, "addmm": lambda: grad.t() @ x})
