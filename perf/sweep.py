@@ -171,11 +171,14 @@ class SweepResult:
     too_slow: dict[tuple, int] = field(default_factory=dict)
     # (label, mode, dtype, batch) -> seconds per unit of cost at the costliest shape measured so far
     rate: dict[tuple, float] = field(default_factory=dict)
+    # (label, mode, dtype, batch) -> the hidden size of that shape
+    rate_hidden: dict[tuple, int] = field(default_factory=dict)
 
 
 # T * H^2 overstates what doubling H costs a CPU time loop (1.9-2.6x measured for the gated cells
-# at H 128 -> 256, not 4x), so a prediction leaves a contestant out only when it exceeds the budget
-# by this factor; nearer the budget, one real call decides.
+# at H 128 -> 256, not 4x), so a prediction across hidden sizes leaves a contestant out only when
+# it exceeds the budget by this factor (nearer the budget, one real call decides); across sequence
+# lengths, where time is linear in T, the budget itself.
 _PREDICTION_MARGIN = 2.0
 
 
@@ -243,7 +246,12 @@ def run_shape(
             result.skipped[where] = "too slow at a cheaper shape"
             continue
         predicted = result.rate.get(slow_key, 0.0) * _cost(shape)
-        if predicted > _PREDICTION_MARGIN * max_call_seconds:
+        margin = (
+            _PREDICTION_MARGIN
+            if result.rate_hidden.get(slow_key, shape.hidden_size) != shape.hidden_size
+            else 1.0
+        )
+        if predicted > margin * max_call_seconds:
             result.too_slow[slow_key] = _cost(shape)
             result.skipped[where] = (
                 f"too slow: ~{predicted:.1f} s per call predicted from a cheaper shape > max_call_seconds={max_call_seconds:g}"
@@ -280,7 +288,9 @@ def run_shape(
     for contestant in work:
         timing = timings[contestant.label]
         result.rows.append(_row(shape, contestant, timing, device))
-        result.rate[(contestant.label, shape.mode, shape.dtype, shape.batch)] = timing.median / _cost(shape)
+        key = (contestant.label, shape.mode, shape.dtype, shape.batch)
+        result.rate[key] = timing.median / _cost(shape)
+        result.rate_hidden[key] = shape.hidden_size
     del work
     gc.collect()
 

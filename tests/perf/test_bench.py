@@ -206,22 +206,23 @@ def test_contestant_predicted_too_slow_is_not_run():
     contestants = sweep.contestants_for(["torch_rnn"], CPU, "float32")
     sweep.run_shape(small, contestants, CPU, 1, sweep.timer_for(CPU), result)
     assert len(result.rows) == 1
-    # Pretend the small shape took 2 s: 5/3 of that cost predicts more than twice the 1.5 s budget.
+    # Pretend the small shape took 1 s: 5/3 of that cost (a longer T) predicts more than 1.5 s.
     key = ("torch_rnn[torch]", "train", "float32", 2)
-    result.rate[key] = 2.0 / (small.seq_len * small.hidden_size**2)
+    result.rate[key] = 1.0 / (small.seq_len * small.hidden_size**2)
     sweep.run_shape(large, contestants, CPU, 1, sweep.timer_for(CPU), result, max_call_seconds=1.5)
     assert len(result.rows) == 1
     assert "predicted from a cheaper shape" in next(v for k, v in result.skipped.items() if "T=5" in k)
 
 
-def test_prediction_near_the_budget_leaves_the_decision_to_one_real_call():
-    """T * H^2 overstates the cost of a larger shape: a prediction of up to twice the budget runs
-    the contestant once, and its real (fast) call keeps it in."""
+def test_prediction_across_hidden_sizes_near_the_budget_leaves_the_decision_to_one_real_call():
+    """T * H^2 overstates the cost of a larger hidden size: a prediction of up to twice the budget
+    runs the contestant once, and its real (fast) call keeps it in."""
     result = sweep.SweepResult()
-    small, large = tiny_spec(["torch_rnn"], modes=["train"], hidden_sizes=[]).shapes()
+    small = tiny_spec(["torch_rnn"], modes=["train"], hidden_sizes=[]).shapes()[0]
+    large = dataclasses.replace(small, hidden_size=2 * small.hidden_size, input_size=2 * small.input_size)
     contestants = sweep.contestants_for(["torch_rnn"], CPU, "float32")
     sweep.run_shape(small, contestants, CPU, 1, sweep.timer_for(CPU), result)
     key = ("torch_rnn[torch]", "train", "float32", 2)
-    result.rate[key] = 1.5 / (small.seq_len * small.hidden_size**2)  # predicts 2.5 s at 5/3 the cost
+    result.rate[key] = 0.6 / (small.seq_len * small.hidden_size**2)  # predicts 2.4 s at 4x the cost
     sweep.run_shape(large, contestants, CPU, 1, sweep.timer_for(CPU), result, max_call_seconds=1.5)
     assert len(result.rows) == 2 and not result.skipped

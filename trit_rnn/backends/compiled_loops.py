@@ -7,7 +7,7 @@ C++ loops run the same equations with one GEMM (torch's addmm) and one fused pas
 
 They are an accelerator, never a requirement: `loops()` returns the module, or None where it
 cannot be built (no C++ compiler, no ninja, a non-x86 torch build, TRIT_RNN_COMPILED_LOOPS=0)
-and the Python loops run instead, with the reason logged once. The build (about 40 s) is cached
+and the Python loops run instead, with the reason logged once. The build (about 15 s) is cached
 where torch.utils.cpp_extension keeps its builds ($TORCH_EXTENSIONS_DIR, else
 ~/.cache/torch_extensions), named by the hash of the source and flags, the torch version and the
 CPU's vector capability, so it happens once per machine and torch install.
@@ -73,12 +73,14 @@ def loops():
     try:
         from torch.utils.cpp_extension import load
 
-        return load(
+        load(
             name=name,
             sources=[str(source) for source in _SOURCES],
             extra_cflags=flags,
+            is_python_module=False,  # TORCH_LIBRARY ops: torch.ops.trit_rnn_cpu
             verbose=False,
         )
+        return torch.ops.trit_rnn_cpu
     except Exception as error:  # any build failure means the Python loops, which always work
         log.warning("trit_rnn: compiled CPU loops unavailable (%s: %s); using the Python loops",
                     type(error).__name__, error)  # fmt: skip

@@ -106,9 +106,8 @@ def complex_forward(pre, weight, h0, act_bias, nonlinearity: str, eps: float):
     weight_t = weight.t().contiguous()  # [H, H]: addmm is 1.15-1.25x slower on the transposed view
     if nonlinearity is Nonlinearity.MODRELU and T > 0 and _compiled(pre, weight, act_bias):
         h = h0.contiguous() if h0 is not None else pre.new_zeros((B, H))
-        outputs = torch.empty((T, B, H), dtype=pre.dtype, device=pre.device)
-        compiled_loops.loops().complex_modrelu_forward(
-            _raw(pre), realified(weight_t), _raw(h), act_bias.contiguous(), eps, outputs
+        outputs = compiled_loops.loops().complex_modrelu_forward(
+            _raw(pre), realified(weight_t), _raw(h), act_bias.contiguous(), eps
         )
         return outputs, outputs[T - 1].clone()
     # The buffer starts as pre (one bulk copy); each step accumulates h_{t-1} W^T into its slot.
