@@ -116,3 +116,26 @@ def test_bulk_gemms_time_both_kinds_once_per_shape_and_keep_the_choice(monkeypat
         "one entry per op and shape"
     )
     assert set(kinds.values()) <= {"addmm", "onednn"}
+
+
+def test_bulk_gemm_choices_are_shared_across_nearby_row_counts(monkeypatch):
+    """Ragged segments and batches of varying length give a new M nearly every call: M is keyed
+    rounded up to a power of two, so 40 and 50 rows share one timed entry and 70 gets another."""
+    monkeypatch.delenv("TRIT_RNN_CPU_GEMM", raising=False)
+    monkeypatch.setattr(cpu_gemm, "_bulk_kinds", {})
+    weight = torch.randn(9, 6)
+    for rows in (40, 50, 64, 70):
+        grad, x = torch.randn(rows, 9), torch.randn(rows, 6)
+        assert_close(
+            cpu_gemm.linear_weight_grad(grad, x), grad.double().T @ x.double(), torch.float32, f"M={rows}"
+        )
+        assert_close(
+            cpu_gemm.linear(x, weight, None), x.double() @ weight.double().T, torch.float32, f"M={rows}"
+        )
+    assert sorted((key[0], key[1]) for key in cpu_gemm._bulk_kinds) == [
+        ("linear", 64),
+        ("linear", 128),
+        ("weight_grad", 64),
+        ("weight_grad", 128),
+    ]
+    assert cpu_gemm.next_pow2(1) == 1 and cpu_gemm.next_pow2(64) == 64 and cpu_gemm.next_pow2(65) == 128

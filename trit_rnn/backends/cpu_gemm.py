@@ -116,6 +116,10 @@ def _time_step_kinds(batch: int, n: int, k: int, dtype: torch.dtype, with_bias: 
 _bulk_kinds: dict[tuple, str] = {}
 
 
+def next_pow2(n: int) -> int:
+    return 1 << max(0, n - 1).bit_length()
+
+
 def _forced_kind() -> str | None:
     forced = os.environ.get("TRIT_RNN_CPU_GEMM", "auto")
     if forced not in ("auto", "addmm", "onednn"):
@@ -126,7 +130,11 @@ def _forced_kind() -> str | None:
 def _faster(op: str, operands: tuple[torch.Tensor, ...], runs: dict[str, Callable[[], torch.Tensor]]):
     """The result of the faster of `runs` (kind -> the GEMM) for this op and shape. The first call
     of a shape times both kinds on the real operands (twice each, interleaved) and keeps the
-    choice; TRIT_RNN_CPU_GEMM forces one, and deterministic mode takes addmm (see step_kind)."""
+    choice; TRIT_RNN_CPU_GEMM forces one, and deterministic mode takes addmm (see step_kind).
+
+    A shape is keyed with its long dimension M (rows: steps x batch) rounded up to a power of two,
+    so that batches of varying length or ragged segments (a new M nearly every call) share a few
+    timed entries instead of timing every call."""
     forced = _forced_kind()
     if forced is not None:
         return runs[forced]()
@@ -134,7 +142,9 @@ def _faster(op: str, operands: tuple[torch.Tensor, ...], runs: dict[str, Callabl
         return runs["addmm"]()
     if torch._guards.detect_fake_mode(operands) is not None:
         return runs["onednn"]()  # traced (aot_autograd, opcheck): symbolic shapes, nothing to time
-    key = (op, *(tuple(t.shape) for t in operands), operands[0].dtype, torch.get_num_threads())
+    rows, *rest = operands[0].shape  # M, then N or K
+    other = operands[1].shape[1:] if op == "weight_grad" else operands[1].shape  # without M
+    key = (op, next_pow2(rows), *rest, *other, operands[0].dtype, torch.get_num_threads())
     if key in _bulk_kinds:
         return runs[_bulk_kinds[key]]()
     seconds, results = {}, {}
