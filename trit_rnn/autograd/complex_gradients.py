@@ -4,7 +4,7 @@ Gradients follow PyTorch's complex convention (dL/dRe + i dL/dIm); see backends/
 
 import torch
 
-from ..backends import compiled_loops
+from ..backends import compiled_loops, torch_complex
 from ..nonlinearity import Nonlinearity
 
 
@@ -45,8 +45,8 @@ def act_bias_grad(z: torch.Tensor, dz: torch.Tensor, act_bias: torch.Tensor, eps
     there, is clamped to a positive number): no mask needed. At z = 0 both sides are 0.
     On a CPU with the compiled loops this is one fused pass (summed in float64), else the bulk ops."""
     if act_bias.dtype == z.real.dtype and compiled_loops.applies(z, dz, act_bias):
-        raw = (x.resolve_conj().contiguous() for x in (z, dz))
-        return compiled_loops.loops().complex_modrelu_bias_grad(*raw, act_bias.contiguous(), eps)
+        pairs = (torch_complex.raw_pairs(x) for x in (z, dz))
+        return compiled_loops.loops().complex_modrelu_bias_grad(*pairs, act_bias.contiguous(), eps)
     zr, zi = z.real, z.imag
     along = torch.mul(dz.real, zr).addcmul_(dz.imag, zi)  # [T, B, H] Re(conj(dz) z)
     shifted = torch.mul(zr, zr).addcmul_(zi, zi).sqrt_().add_(eps)  # m + eps

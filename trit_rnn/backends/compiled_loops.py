@@ -3,11 +3,11 @@ divided differences, csrc/divided_differences.cpp), built on first use.
 
 Why: the Python loops of torch_gated.py and torch_complex.py spend most of each step in PyTorch's
 per-op dispatch, not in arithmetic (a gated step is a dozen ops of a few microseconds each). The
-C++ loops run the same equations with one GEMM (torch's addmm) and one fused pass per step.
+C++ loops run the same equations with one GEMM (torch's mm) and one fused pass per step.
 
 They are an accelerator, never a requirement: `loops()` returns the module, or None where it
-cannot be built (no C++ compiler, no ninja, a non-x86 torch build, TRIT_RNN_COMPILED_LOOPS=0)
-and the Python loops run instead, with the reason logged once. The build (about 15 s) is cached
+cannot be built (no C++ compiler or ninja, a failing build), and the Python loops run instead,
+with the reason logged once; TRIT_RNN_COMPILED_LOOPS=0 asks for them. The build (about 15 s) is cached
 where torch.utils.cpp_extension keeps its builds ($TORCH_EXTENSIONS_DIR, else
 ~/.cache/torch_extensions), named by the hash of the source and flags, the torch version and the
 CPU's vector capability, so it happens once per machine and torch install.

@@ -41,8 +41,10 @@ This backend
 ------------
 Complex tensors and complex GEMMs (one [B, H] x [H, H] addmm per step), the modReLU in place on
 the state. On a CPU the modReLU loops run compiled where that builds (compiled_loops.py: one GEMM
-and one fused pass per step, 2.5x faster at H = 64); the Python loops are the fallback. A realified form (a real [B, 2H] state [Re h | Im h] and a [2H, 2H] block matrix) was
-measured slower on a CPU: its GEMM costs the same, but the layout conversions of pre, the outputs,
+and one fused pass per step, 2.5x faster at H = 64); their step GEMM is real, on the complex rows
+read as interleaved (re, im) pairs (`realified`), so no layout changes. The Python loops are the
+fallback. A split realified form (a real [B, 2H] state [Re h | Im h] and a [2H, 2H] block matrix) was
+measured slower on a CPU in the Python loops: its GEMM costs the same, but the layout conversions of pre, the outputs,
 grad_out, z and dz cost more than they save. The backward computes its modReLU Jacobians in bulk a
 chunk of steps at a time (small enough to stay in cache), then walks the chunk step by step.
 """
@@ -93,7 +95,7 @@ def realified(a: torch.Tensor) -> torch.Tensor:
     return blocks.reshape(2 * a.shape[0], 2 * a.shape[1])
 
 
-def _raw(x: torch.Tensor) -> torch.Tensor:
+def raw_pairs(x: torch.Tensor) -> torch.Tensor:
     """x as the compiled loops read it, (re, im) pairs in memory: contiguous, no lazy conjugate."""
     return x.resolve_conj().contiguous()
 
@@ -105,9 +107,9 @@ def complex_forward(pre, weight, h0, act_bias, nonlinearity: str, eps: float):
     T, B, H = pre.shape
     weight_t = weight.t().contiguous()  # [H, H]: addmm is 1.15-1.25x slower on the transposed view
     if nonlinearity is Nonlinearity.MODRELU and T > 0 and _compiled(pre, weight, act_bias):
-        h = h0.contiguous() if h0 is not None else pre.new_zeros((B, H))
+        h = h0 if h0 is not None else pre.new_zeros((B, H))
         outputs = compiled_loops.loops().complex_modrelu_forward(
-            _raw(pre), realified(weight_t), _raw(h), act_bias.contiguous(), eps
+            raw_pairs(pre), realified(weight_t), raw_pairs(h), act_bias.contiguous(), eps
         )
         return outputs, outputs[T - 1].clone()
     # The buffer starts as pre (one bulk copy); each step accumulates h_{t-1} W^T into its slot.
@@ -180,7 +182,12 @@ def complex_backward(grad_out, grad_hn, z, weight, act_bias, nonlinearity: str, 
             torch.addmm(grad_steps[t - 1], dz_steps[t], weight_c, out=dz_steps[t - 1])
     elif _compiled(z, weight, act_bias):
         dz = compiled_loops.loops().complex_modrelu_backward(
-            _raw(grad_out), _raw(last), _raw(z), realified(weight_c), act_bias.contiguous(), eps
+            raw_pairs(grad_out),
+            raw_pairs(last),
+            raw_pairs(z),
+            realified(weight_c),
+            act_bias.contiguous(),
+            eps,
         )
     else:
         _walk_modrelu(grad_out, last, z, act_bias, eps, weight_c, dz)

@@ -55,8 +55,8 @@ This backend
 ------------
 On a CPU the loops run compiled (compiled_loops.py, csrc/time_loops.cpp: one GEMM and one fused
 pass per step) where that module builds; the Python loops below are the fallback and the
-reference for them, with the same equations. No autograd over a loop: per step one GEMM (oneDNN on the CPU where it runs, see cpu_gemm.py) and
-a few in-place pointwise ops on views of one [B, G*H] row. The loop reads pre as it is (no bulk
+reference for them, with the same equations. No autograd over a loop: per step one GEMM
+(cpu_gemm.StepGemm: addmm or oneDNN, whichever is faster here) and a few in-place pointwise ops on views of one [B, G*H] row. The loop reads pre as it is (no bulk
 copy: each step's GEMM output is fresh in cache, while a [T, ...] buffer's rows are not) and tanh
 is 2 sigmoid(2x) - 1 (a float32 tanh on the CPU costs about 5x a sigmoid at these sizes), so one
 sigmoid covers every LSTM gate after the g block is doubled. The backward computes every
@@ -152,14 +152,14 @@ def lstm_backward(grad_out, grad_hn, grad_cn, outputs, gates, cells, h0, c0, wei
     dtype = gates.dtype
     w = weight_hh.to(dtype)  # [4H, H]
     grad = grad_out.to(dtype)
-    grad_steps = grad.unbind(0)
     dc = _initial(grad_cn, B, H, dtype, gates.device).clone()
     c0 = _initial(c0, B, H, dtype, gates.device)
-    dh = grad_steps[T - 1] if grad_hn is None else grad_steps[T - 1] + grad_hn.to(dtype)
+    dh = grad[T - 1] if grad_hn is None else grad[T - 1] + grad_hn.to(dtype)
     if compiled_loops.applies(gates, w):
         operands = (grad, dh, dc, gates, cells, c0, w)
         d_gates, dc0 = compiled_loops.loops().lstm_backward(*(t.contiguous() for t in operands))
         return d_gates, d_gates[0] @ w, dc0
+    grad_steps = grad.unbind(0)
     gemm = StepGemm(w.t(), B)  # d_gates @ W
     d_gates = torch.empty((T, B, 4 * H), dtype=dtype, device=gates.device)
     d_steps, forget = d_gates.unbind(0), gates[:, :, H : 2 * H].unbind(0)
