@@ -15,6 +15,16 @@ F64 = torch.float64
 T, B, H = 5, 3, 37
 
 
+@pytest.fixture(params=[1, 2, 3], ids=lambda n: f"threads{n}")
+def threads(request):
+    """Intra-op threads for the test: the loops split the hidden units over them (1 part; 2; at
+    H = 37 float32 still 2, float64 3 parts of 16, 8 and 13 units), restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(request.param)
+    yield request.param
+    torch.set_num_threads(before)
+
+
 def _both(monkeypatch, run):
     """run() on the compiled loops, then on the Python loops."""
     assert compiled_loops.loops() is not None, "the compiled CPU loops did not build here"
@@ -32,7 +42,7 @@ def _assert_all_close(compiled, python, dtype, what):
 
 @pytest.mark.parametrize("dtype", [torch.float32, F64], ids=str)
 @pytest.mark.parametrize("nonlinearity", ["tanh", "modrelu", "relu", "identity"])
-def test_gru_loops_agree(dtype, nonlinearity, monkeypatch):
+def test_gru_loops_agree(dtype, nonlinearity, threads, monkeypatch):
     g = torch.Generator().manual_seed(0)
     pre = torch.randn(T, B, 3 * H, generator=g, dtype=dtype)
     weight = torch.randn(3 * H, H, generator=g, dtype=dtype) * 0.3
@@ -55,7 +65,7 @@ def test_gru_loops_agree(dtype, nonlinearity, monkeypatch):
 
 @pytest.mark.parametrize("dtype", [torch.float32, F64, torch.bfloat16], ids=str)
 @pytest.mark.parametrize("with_states", [True, False])
-def test_lstm_loops_agree(dtype, with_states, monkeypatch):
+def test_lstm_loops_agree(dtype, with_states, threads, monkeypatch):
     g = torch.Generator().manual_seed(1)
     pre = torch.randn(T, B, 4 * H, generator=g).to(dtype)
     weight = (torch.randn(4 * H, H, generator=g) * 0.3).to(dtype)
@@ -169,3 +179,69 @@ def test_fused_modrelu_bias_gradient_equals_the_bulk_formula(dtype, monkeypatch)
     act_bias = torch.randn(H, generator=g, dtype=real) * 0.5
     compiled, python = _both(monkeypatch, lambda: (act_bias_grad(z, dz.conj(), act_bias, 1e-5),))
     _assert_all_close(compiled, python, dtype if dtype == torch.complex128 else torch.float32, "d act_bias")
+
+
+def test_parallel_regions_run_on_every_thread(threads):
+    """Built without OpenMP, at::parallel_for would run every pass on one thread, silently."""
+    assert compiled_loops.loops().parallel_threads(8) == threads
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_nan_in_the_input_comes_out_as_nan(cell):
+    """The gates' fast exp clamps its argument; a NaN must still reach the outputs (a diverging
+    run shows NaN, not finite garbage). Only the poisoned row (batch 1) turns NaN at its step."""
+    g = torch.Generator().manual_seed(6)
+    blocks = 4 if cell == "lstm" else 3
+    pre = torch.randn(T, B, blocks * H, generator=g)
+    pre[2, 1, 5] = float("nan")
+    weight = torch.randn(blocks * H, H, generator=g) * 0.3
+    if cell == "lstm":
+        outputs = torch_gated.lstm_forward(pre, weight, None, None)[0]
+    else:
+        outputs = torch_gated.gru_forward(pre, weight, None, None)[0]
+    assert torch.isnan(outputs[2, 1]).any()
+    assert not torch.isnan(outputs[:2]).any() and not torch.isnan(outputs[2, 0]).any()
+
+
+def test_workspace_buffers_are_reused_only_when_idle(monkeypatch):
+    ops = compiled_loops.loops()
+    ops.set_workspace_limit(compiled_loops.workspace_limit_bytes())
+    first = compiled_loops.workspace_empty((1024, 1024), torch.float32)  # 4 MiB: pooled
+    address = first.data_ptr()
+    held = compiled_loops.workspace_empty((1024, 1024), torch.float32)
+    assert held.data_ptr() != address, "a buffer in use was handed out again"
+    del first
+    again = compiled_loops.workspace_empty((512, 1024), torch.float32)  # fits in the idle one
+    assert again.data_ptr() == address and again.shape == (512, 1024)
+    view = again[:10]
+    del again
+    assert compiled_loops.workspace_empty((1024, 1024), torch.float32).data_ptr() != address, (
+        "a buffer still referenced by a view was handed out again"
+    )
+    del view
+    assert compiled_loops.workspace_empty((1024, 1024), torch.float64).data_ptr() != address, "dtype"
+    small = compiled_loops.workspace_empty((4, 4), torch.float32)
+    assert small.shape == (4, 4)
+    del held
+    assert compiled_loops.release_workspace() == 0  # nothing alive holds a pooled buffer now
+
+
+def test_workspace_limit_zero_pools_nothing(monkeypatch):
+    monkeypatch.setenv("TRIT_RNN_CPU_WORKSPACE_MB", "0")
+    ops = compiled_loops.loops()
+    ops.set_workspace_limit(compiled_loops.workspace_limit_bytes())
+    try:
+        alive = compiled_loops.workspace_empty((1024, 1024), torch.float32)
+        assert ops.set_workspace_limit(0) == 0, "a buffer was pooled with the limit at 0"
+        assert alive.shape == (1024, 1024)
+    finally:
+        monkeypatch.delenv("TRIT_RNN_CPU_WORKSPACE_MB")
+        ops.set_workspace_limit(compiled_loops.workspace_limit_bytes())
+    pooled = compiled_loops.workspace_empty((1024, 1024), torch.float32)
+    assert ops.set_workspace_limit(compiled_loops.workspace_limit_bytes()) >= pooled.nbytes
+
+
+def test_workspace_limit_is_validated(monkeypatch):
+    monkeypatch.setenv("TRIT_RNN_CPU_WORKSPACE_MB", "lots")
+    with pytest.raises(ValueError, match="TRIT_RNN_CPU_WORKSPACE_MB must be a whole number of MB"):
+        compiled_loops.workspace_limit_bytes()

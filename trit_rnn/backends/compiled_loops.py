@@ -11,6 +11,13 @@ with the reason logged once; TRIT_RNN_COMPILED_LOOPS=0 asks for them. The build 
 where torch.utils.cpp_extension keeps its builds ($TORCH_EXTENSIONS_DIR, else
 ~/.cache/torch_extensions), named by the hash of the source and flags, the torch version and the
 CPU's vector capability, so it happens once per machine and torch install.
+
+The module is built with OpenMP (-fopenmp): without it ATen's parallel_for, which its headers
+define inline, compiles to a serial loop and every pass runs on one thread. It also keeps the
+big [T, ...] buffers of the loops and the input projection for reuse (csrc/workspace.cpp,
+`workspace_empty`): a fresh buffer of tens of MB costs its page faults at first touch, 30-50 ms
+for 97 MB on a 2-core VM against 7-10 ms for a warm one. At most TRIT_RNN_CPU_WORKSPACE_MB
+(default 2048) of idle buffers are kept; `release_workspace()` frees them.
 """
 
 from __future__ import annotations
@@ -25,7 +32,10 @@ import torch
 
 log = logging.getLogger(__name__)
 
-_SOURCES = [Path(__file__).parent / "csrc" / name for name in ("time_loops.cpp", "divided_differences.cpp")]
+_SOURCES = [
+    Path(__file__).parent / "csrc" / name
+    for name in ("time_loops.cpp", "divided_differences.cpp", "workspace.cpp")
+]
 
 # torch's CPU capability -> the compiler flags and the macro that select ATen's Vectorized<T> width
 _CAPABILITY_FLAGS = {
@@ -64,8 +74,9 @@ def loops():
     """The compiled module, or None (the reason logged) where it cannot be built here; built once
     per process (TRIT_RNN_COMPILED_LOOPS is read by `applies`, at every call)."""
     capability = _capability()
-    # no errno from sqrt: what lets the complex loops' square roots vectorise
-    flags = ["-O3", "-fno-math-errno", *_CAPABILITY_FLAGS[capability]]
+    # no errno from sqrt: what lets the complex loops' square roots vectorise; -fopenmp: without it
+    # at::parallel_for (an inline OpenMP region in ATen's headers) runs serially
+    flags = ["-O3", "-fno-math-errno", "-fopenmp", *_CAPABILITY_FLAGS[capability]]
     text = b"".join(source.read_bytes() for source in _SOURCES) + " ".join(flags).encode()
     digest = hashlib.sha256(text).hexdigest()[:12]
     version = torch.__version__.replace(".", "_").replace("+", "_")
@@ -77,11 +88,41 @@ def loops():
             name=name,
             sources=[str(source) for source in _SOURCES],
             extra_cflags=flags,
+            extra_ldflags=["-fopenmp"],  # libgomp: the one torch has loaded already
             is_python_module=False,  # TORCH_LIBRARY ops: torch.ops.trit_rnn_cpu
             verbose=False,
         )
+        torch.ops.trit_rnn_cpu.set_workspace_limit(workspace_limit_bytes())
         return torch.ops.trit_rnn_cpu
     except Exception as error:  # any build failure means the Python loops, which always work
         log.warning("trit_rnn: compiled CPU loops unavailable (%s: %s); using the Python loops",
                     type(error).__name__, error)  # fmt: skip
         return None
+
+
+def workspace_limit_bytes() -> int:
+    """TRIT_RNN_CPU_WORKSPACE_MB (default 2048): how many MB of idle buffers the compiled loops keep
+    for the next call (csrc/workspace.cpp); 0 keeps none."""
+    value = os.environ.get("TRIT_RNN_CPU_WORKSPACE_MB", "2048")
+    if not value.isdigit():
+        raise ValueError(f"TRIT_RNN_CPU_WORKSPACE_MB must be a whole number of MB; got {value!r}")
+    return int(value) << 20
+
+
+def workspace_empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    """An uninitialised CPU tensor, from the compiled loops' reused buffers where they are built
+    (a fresh buffer of tens of MB costs its page faults at first touch), else torch.empty."""
+    ops = loops() if enabled() else None
+    if ops is None:
+        return torch.empty(shape, dtype=dtype)
+    return ops.workspace_empty(list(shape), dtype)
+
+
+def release_workspace() -> int:
+    """Frees the compiled loops' idle buffers; returns the bytes still held by live tensors."""
+    ops = loops()
+    if ops is None:
+        return 0
+    held = ops.set_workspace_limit(0)
+    ops.set_workspace_limit(workspace_limit_bytes())
+    return held

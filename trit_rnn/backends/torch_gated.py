@@ -197,8 +197,8 @@ def gru_forward(pre, weight_hh, bias_hh, h0, act_bias=None, nonlinearity="tanh")
     T, B, G = pre.shape
     H = G // 3
     dtype = compute_dtype(pre.dtype)
-    bias = bias_hh.to(dtype) if bias_hh is not None else None
-    act = act_bias.to(dtype) if act_bias is not None else None
+    bias = bias_hh.to(dtype).contiguous() if bias_hh is not None else None
+    act = act_bias.to(dtype).contiguous() if act_bias is not None else None
     if T > 0 and compiled_loops.applies(pre, weight_hh):
         h = _initial(h0, B, H, dtype, pre.device).contiguous()
         w_t = weight_hh.to(dtype).t().contiguous()  # [H, 3H]
