@@ -9,7 +9,8 @@ from tests.cpu_loops import PYTHON_LOOPS, select_backend
 from tests.tolerances import assert_close
 from trit_rnn.backends import compiled_loops
 from trit_rnn.parametrizations import ExpOrthogonal, skew_exp
-from trit_rnn.parametrizations.skew_exp import skew_matrix_exp
+from trit_rnn.parametrizations.orthogonal import polish_orthogonal
+from trit_rnn.parametrizations.skew_exp import skew_matrix_exp, triangle_matrix_exp
 
 F64 = torch.float64
 
@@ -61,6 +62,38 @@ def test_gradient_is_skew():
 def test_gradcheck():
     a = torch.randn(4, 4, dtype=F64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda x: skew_matrix_exp(x.triu(1) - x.triu(1).T), (a,))
+
+
+@pytest.mark.parametrize("kind", ["random", "tiny_angles", "repeated_blocks"])
+def test_the_map_from_the_triangle_equals_the_map_of_its_skew_matrix(kind):
+    """triangle_matrix_exp(weight) builds S = A - A^T, A = triu(weight, 1), inside the op: value
+    and gradient those of skew_matrix_exp through the autograd of triu and the subtraction,
+    including a zero gradient on the diagonal and lower triangle."""
+    g = torch.Generator().manual_seed(11)
+    weight = (skew_of(kind, 12) + torch.randn(12, 12, generator=g, dtype=F64).tril()).requires_grad_()
+    upstream = torch.randn(12, 12, generator=g, dtype=F64)
+    ours = triangle_matrix_exp(weight)
+    (grad,) = torch.autograd.grad((ours * upstream).sum(), weight)
+    upper = weight.triu(1)
+    reference = skew_matrix_exp(upper - upper.T)
+    (ref_grad,) = torch.autograd.grad((reference * upstream).sum(), weight)
+    assert_close(ours, reference, F64, "exp(A - A^T)")
+    assert_close(grad, ref_grad, F64, "gradient")
+    assert torch.equal(grad.tril(), torch.zeros_like(grad))
+    assert torch.autograd.gradcheck(triangle_matrix_exp, (weight.detach()[:4, :4].clone().requires_grad_(),))
+
+
+def test_polish_backward_equals_the_gradient_through_its_formula():
+    """The polish step's identity backward (orthogonal._PolishOrthogonal) is the exact gradient at
+    an orthogonal W for any parameter that moves W along the orthogonal group: here the weight of
+    exp(A - A^T), against autograd through W (3I - W^T W) / 2 itself, in float64."""
+    g = torch.Generator().manual_seed(12)
+    weight = (torch.randn(16, 16, generator=g, dtype=F64) * 0.5).requires_grad_()
+    upstream = torch.randn(16, 16, generator=g, dtype=F64)
+    (ours,) = torch.autograd.grad((polish_orthogonal(triangle_matrix_exp(weight)) * upstream).sum(), weight)
+    w = triangle_matrix_exp(weight)
+    (reference,) = torch.autograd.grad(((1.5 * w - 0.5 * (w @ (w.T @ w))) * upstream).sum(), weight)
+    assert_close(ours, reference, F64, "gradient through the polish step")
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, F64])

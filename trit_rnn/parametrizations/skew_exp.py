@@ -74,36 +74,50 @@ def _divided_differences(theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
 
 
 class _SkewMatrixExp(torch.autograd.Function):
+    """exp(S) from S itself (from_triangle False) or from a square matrix whose strict upper
+    triangle A gives S = A - A^T (from_triangle True: the skew built inside, so that a training
+    step does not pay the autograd nodes of triu, the transpose and the subtraction)."""
+
     @staticmethod
-    def forward(skew):
+    def forward(ctx, source, from_triangle: bool):
+        if from_triangle:
+            upper = torch.triu(source, 1)
+            skew = upper - upper.T
+        else:
+            skew = source
         lam, v = torch.linalg.eigh(skew.T @ skew)  # [n], [n, n]
         theta = lam.clamp_min(0).sqrt()  # [n]
         sinc_part = (v * _sinc(theta)) @ v.T  # g(M) [n, n]
         w = torch.addmm(sinc_part @ skew, v * theta.cos(), v.T)  # f(M) + g(M) S
-        return w, theta, v, sinc_part
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        (skew,) = inputs
-        _, theta, v, sinc_part = output
         ctx.save_for_backward(skew, theta, v, sinc_part)
-        ctx.mark_non_differentiable(theta, v, sinc_part)
+        ctx.from_triangle = from_triangle
+        return w
 
     @staticmethod
-    def backward(ctx, grad_w, *_):
+    def backward(ctx, grad_w):
         skew, theta, v, sinc_part = ctx.saved_tensors
         dd_cos, dd_sinc = (d.to(grad_w.dtype) for d in _divided_differences(theta.double()))
+        n = v.shape[0]
         g_v = v.T @ grad_w  # V^T G [n, n]
-        # dL/dM = V (F o V^T G V + F_g o V^T G S^T V) V^T, the second from d(g(M)) S.
-        inner = dd_cos * (g_v @ v) + dd_sinc * (g_v @ (skew.T @ v))  # [n, n]
+        # dL/dM = V (F o V^T G V + F_g o V^T G S^T V) V^T, the second from d(g(M)) S; both
+        # products of g_v in one GEMM
+        both = g_v @ torch.cat([v, skew.T @ v], dim=1)  # [n, 2n]
+        inner = dd_cos * both[:, :n] + dd_sinc * both[:, n:]  # [n, n]
         grad_m = v @ inner @ v.T
         # M = S^T S: dL/dS = S (X + X^T); plus g(M)^T G from the explicit factor S.
         grad = torch.addmm(sinc_part @ grad_w, skew, grad_m + grad_m.T)
-        return (grad - grad.T) / 2
+        if ctx.from_triangle:  # through S = A - A^T, A = triu(source, 1): triu(K - K^T, 1)
+            return torch.triu(grad - grad.T, 1), None
+        return (grad - grad.T) / 2, None
 
 
 def skew_matrix_exp(skew: torch.Tensor) -> torch.Tensor:
     """exp(skew) [n, n] for a real skew-symmetric float32/float64 skew [n, n], differentiable
     (the gradient is the skew-symmetric part; see the module docstring)."""
-    w, *_ = _SkewMatrixExp.apply(skew)
-    return w
+    return _SkewMatrixExp.apply(skew, False)
+
+
+def triangle_matrix_exp(weight: torch.Tensor) -> torch.Tensor:
+    """exp(A - A^T) [n, n] with A = triu(weight, 1), differentiable in weight (whose diagonal and
+    lower triangle get zero gradient); the same map as skew_matrix_exp of that skew matrix."""
+    return _SkewMatrixExp.apply(weight, True)
