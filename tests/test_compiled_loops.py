@@ -17,8 +17,8 @@ T, B, H = 5, 3, 37
 
 @pytest.fixture(params=[1, 2, 3], ids=lambda n: f"threads{n}")
 def threads(request):
-    """Intra-op threads for the test: the loops split the hidden units over them (1 part; 2; at
-    H = 37 float32 still 2, float64 3 parts of 16, 8 and 13 units), restored afterwards."""
+    """Intra-op threads for the test: the loops split the batch rows over them (B = 3: one block
+    of 3 rows; 2 and 1; 1, 1 and 1), restored afterwards."""
     before = torch.get_num_threads()
     torch.set_num_threads(request.param)
     yield request.param
@@ -82,7 +82,7 @@ def test_lstm_loops_agree(dtype, with_states, threads, monkeypatch):
 
 
 @pytest.mark.parametrize("dtype", [torch.complex64, torch.complex128], ids=str)
-def test_complex_modrelu_loops_agree(dtype, monkeypatch):
+def test_complex_modrelu_loops_agree(dtype, threads, monkeypatch):
     g = torch.Generator().manual_seed(2)
     real = torch.float32 if dtype == torch.complex64 else F64
     pre = torch.randn(T, B, H, generator=g, dtype=dtype)
@@ -245,3 +245,24 @@ def test_workspace_limit_is_validated(monkeypatch):
     monkeypatch.setenv("TRIT_RNN_CPU_WORKSPACE_MB", "lots")
     with pytest.raises(ValueError, match="TRIT_RNN_CPU_WORKSPACE_MB must be a whole number of MB"):
         compiled_loops.workspace_limit_bytes()
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_weights_that_require_grad_run_in_the_worker_threads(cell, threads):
+    """The loops' GEMMs run in OpenMP worker threads, which must dispatch as the caller does: the
+    recurrent weight of a module requires grad (the autograd Function passes it as it is)."""
+    g = torch.Generator().manual_seed(7)
+    blocks = 4 if cell == "lstm" else 3
+    pre = torch.randn(T, B, blocks * H, generator=g)
+    weight = (torch.randn(blocks * H, H, generator=g) * 0.3).requires_grad_()
+    grad_out = torch.randn(T, B, H, generator=g)
+    with torch.no_grad():
+        if cell == "lstm":
+            outputs, _, _, gates, cells = torch_gated.lstm_forward(pre, weight, None, None)
+            d_gates = torch_gated.lstm_backward(
+                grad_out, None, None, outputs, gates, cells, None, None, weight
+            )[0]
+        else:
+            outputs, _, gates, hidden_n = torch_gated.gru_forward(pre, weight, None, None)
+            d_gates = torch_gated.gru_backward(grad_out, None, outputs, gates, hidden_n, None, weight)[0]
+    assert torch.isfinite(d_gates).all() and d_gates.abs().sum() > 0

@@ -11,14 +11,15 @@
 #define TORCH_ASSERT_ONLY_METHOD_OPERATORS
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
+#include <ATen/ThreadLocalState.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/cpu/vec/vec.h>
-#include <ATen/ops/cat.h>
+#include <ATen/ops/add.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/empty_like.h>
 #include <ATen/ops/mm.h>
 #include <ATen/ops/view_as_real.h>
-#include <ATen/ops/zeros_like.h>
+#include <ATen/ops/zeros.h>
 #include <torch/library.h>
 
 #include <cmath>
@@ -100,63 +101,37 @@ inline void check_contiguous(std::initializer_list<std::pair<const char*, const 
   }
 }
 
-// body(b) for every batch row b, split over torch's intra-op threads when the rows hold enough
-// work (width scalars each) to pay for a parallel region: at B = 32, H = 128 a gated step's pass
-// is 10-20 us, a region a few.
-template <typename Body>
-inline void for_rows(int64_t B, int64_t width, const Body& body) {
-  const int64_t grain = std::max<int64_t>(1, 4096 / std::max<int64_t>(width, 1));
-  at::parallel_for(0, B, grain, [&](int64_t begin, int64_t end) {
-    for (int64_t b = begin; b < end; ++b) body(b);
-  });
-}
-
 template <typename T>
 inline Vectorized<T> load(const T* p, int64_t n) {
   return Vectorized<T>::loadu(p, n);
 }
 
-// A loop's step split by hidden units over torch's intra-op threads: part p owns units
-// [j0, j0 + w) and the columns of the step GEMM x @ right that produce them (`blocks` gate blocks of
-// H columns each, gathered into one [K, blocks * w] matrix), so that a step is one parallel region
-// in which each thread multiplies by its own columns and runs the pass on its own units. MKL runs
-// single-threaded inside the region. At B = 32 on a 2-core Xeon VM: [32, 128] x [128, 256] on one
-// thread takes 13.8 us where [32, 128] x [128, 512] on two takes 21.1, and a region costs a few us.
-class UnitParts {
- public:
-  UnitParts(const Tensor& right, int64_t H, int64_t blocks, int64_t B, int64_t lane) {
-    // at least one vector of units per part; boundaries on vector lanes
-    const int64_t count = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), H / lane));
-    bounds_.push_back(0);
-    for (int64_t p = 1; p < count; ++p) bounds_.push_back((p * H / count + lane / 2) / lane * lane);
-    bounds_.push_back(H);
-    for (int64_t p = 0; p < count; ++p) {
-      std::vector<Tensor> columns;  // blocks x [K, w]
-      for (int64_t k = 0; k < blocks; ++k) {
-        columns.push_back(right.slice(1, k * H + bounds_[p], k * H + bounds_[p + 1]));
-      }
-      weights_.push_back(at::cat(columns, 1).contiguous());                           // [K, blocks * w]
-      products_.push_back(at::empty({B, weights_.back().size(1)}, right.options()));  // [B, blocks * w]
+// body(b0, rows) for contiguous blocks of batch rows, one block per intra-op thread. The rows of
+// a batch are independent sequences, so each thread walks the whole time loop for its own rows,
+// one single-threaded GEMM of [rows, K] per step (MKL runs single-threaded inside the region), and
+// the threads never wait for each other between steps. On a 2-core Xeon VM at B = 32: [16, 128] x
+// [128, 512] on one thread takes 19 us where [32, 128] x [128, 512] on two takes 20 us plus a
+// parallel region per step, and [16, 512] x [512, 128] 14 us against 28.
+template <typename Body>
+inline void for_row_blocks(int64_t B, const Body& body) {
+  const int64_t blocks = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), B));
+  const int64_t per_block = (B + blocks - 1) / blocks;
+  // The workers' ops dispatch as the caller's do (below autograd, grad mode), not with fresh
+  // thread-local state, in which a weight that requires grad would make mm_out refuse.
+  const at::ThreadLocalState caller_state;
+  at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
+    at::ThreadLocalStateGuard guard(caller_state);
+    for (int64_t k = begin; k < end; ++k) {
+      const int64_t b0 = k * per_block, rows = std::min(per_block, B - b0);
+      if (rows > 0) body(b0, rows);
     }
-  }
+  });
+}
 
-  // body(j0, w, product) for every part in parallel: product = x @ (the part's columns), a
-  // [B, blocks * w] row-major T*, or nullptr when x is (no GEMM this step).
-  template <typename T, typename Body>
-  void run(const Tensor* x, const Body& body) {
-    const int64_t count = int64_t(weights_.size());
-    at::parallel_for(0, count, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t p = begin; p < end; ++p) {
-        if (x != nullptr) at::mm_out(products_[p], *x, weights_[p]);
-        body(bounds_[p], bounds_[p + 1] - bounds_[p], x != nullptr ? products_[p].data_ptr<T>() : nullptr);
-      }
-    });
-  }
-
- private:
-  std::vector<int64_t> bounds_;
-  std::vector<Tensor> weights_, products_;
-};
+// The [rows, width] views of rows b0.. of every step of x [T, B, width]: what a row block's GEMMs read.
+inline std::vector<Tensor> step_rows(const Tensor& x, int64_t b0, int64_t rows) {
+  return x.narrow(1, b0, rows).unbind(0);
+}
 
 // ---------------------------------------------------------------------------------------------
 // GRU / GORU
@@ -166,31 +141,33 @@ void gru_forward_impl(const Tensor& pre, const Tensor& weight_t, const std::opti
                       const Tensor& h0, const std::optional<Tensor>& act_bias, int64_t kind,
                       Tensor& outputs, Tensor& gates, Tensor& hidden_n) {
   const int64_t T_ = pre.size(0), B = pre.size(1), H = pre.size(2) / 3;
-  UnitParts parts(weight_t, H, 3, B, Vectorized<T>::size());   // h W^T by units; b_hh added in the pass
-  const T* bh = bias ? bias->data_ptr<T>() : nullptr;          // [3H]
+  const T* bh = bias ? bias->data_ptr<T>() : nullptr;          // [3H], added in the pass
   const T* ab = act_bias ? act_bias->data_ptr<T>() : nullptr;  // [H]
-  const std::vector<Tensor> states = outputs.unbind(0);        // T x [B, H]
-  Tensor h = h0;                                               // [B, H]
-  for (int64_t t = 0; t < T_; ++t) {
-    const T* p_t = pre.data_ptr<T>() + t * B * 3 * H;
-    const T* hp = h.data_ptr<T>();
-    T* a_t = gates.data_ptr<T>() + t * B * 3 * H;
-    T* qn_t = hidden_n.data_ptr<T>() + t * B * H;
-    T* h_t = outputs.data_ptr<T>() + t * B * H;
-    parts.run<T>(&h, [&](int64_t j0, int64_t w, const T* q_t) {  // q_t [B, 3w]: r, z, n of units j0..
-      for (int64_t b = 0; b < B; ++b) {
-        const T *p = p_t + b * 3 * H + j0, *qq = q_t + b * 3 * w, *hb = hp + b * H + j0;
-        T *a = a_t + b * 3 * H + j0, *qn = qn_t + b * H + j0, *ho = h_t + b * H + j0;
-        auto q = [&](int64_t k, int64_t j, int64_t n) {
-          auto v = load(qq + k * w + j, n);
-          return bh ? v + load(bh + k * H + j0 + j, n) : v;
+  for_row_blocks(B, [&](int64_t b0, int64_t rows) {
+    Tensor q = at::empty({rows, 3 * H}, pre.options());                  // [rows, 3H] h W^T
+    const std::vector<Tensor> states = step_rows(outputs, b0, rows);     // T x [rows, H]
+    Tensor h = h0.narrow(0, b0, rows);                                   // [rows, H]
+    for (int64_t t = 0; t < T_; ++t) {
+      at::mm_out(q, h, weight_t);
+      const T* q_t = q.data_ptr<T>();
+      const T* hp = h.data_ptr<T>();
+      const T* p_t = pre.data_ptr<T>() + (t * B + b0) * 3 * H;
+      T* a_t = gates.data_ptr<T>() + (t * B + b0) * 3 * H;
+      T* qn_t = hidden_n.data_ptr<T>() + (t * B + b0) * H;
+      T* h_t = outputs.data_ptr<T>() + (t * B + b0) * H;
+      for (int64_t b = 0; b < rows; ++b) {
+        const T *p = p_t + b * 3 * H, *qq = q_t + b * 3 * H, *hb = hp + b * H;
+        T *a = a_t + b * 3 * H, *qn = qn_t + b * H, *ho = h_t + b * H;
+        auto qv = [&](int64_t k, int64_t j, int64_t n) {
+          auto v = load(qq + k * H + j, n);
+          return bh ? v + load(bh + k * H + j, n) : v;
         };
-        for_lanes<T>(w, [&](int64_t j, int64_t n) {
-          auto r = sigmoid(load(p + j, n) + q(0, j, n));
-          auto z = sigmoid(load(p + H + j, n) + q(1, j, n));
-          auto q_n = q(2, j, n);
+        for_lanes<T>(H, [&](int64_t j, int64_t n) {
+          auto r = sigmoid(load(p + j, n) + qv(0, j, n));
+          auto z = sigmoid(load(p + H + j, n) + qv(1, j, n));
+          auto q_n = qv(2, j, n);
           auto cand = candidate(load(p + 2 * H + j, n) + r * q_n,
-                                ab ? load(ab + j0 + j, n) : Vectorized<T>(T(0)), kind);
+                                ab ? load(ab + j, n) : Vectorized<T>(T(0)), kind);
           r.store(a + j, n);
           z.store(a + H + j, n);
           cand.store(a + 2 * H + j, n);
@@ -198,9 +175,9 @@ void gru_forward_impl(const Tensor& pre, const Tensor& weight_t, const std::opti
           ((load(hb + j, n) - cand) * z + cand).store(ho + j, n);
         });
       }
-    });
-    h = states[t];
-  }
+      h = states[t];
+    }
+  });
 }
 
 std::vector<Tensor> gru_forward(const Tensor& pre, const Tensor& weight_t, const std::optional<Tensor>& bias,
@@ -225,29 +202,31 @@ void gru_backward_impl(const Tensor& grad_out, const Tensor& dh_last, const Tens
                        const Tensor& gates, const Tensor& hidden_n, const Tensor& h0, const Tensor& weight,
                        int64_t kind, Tensor& d_pre, Tensor& d_hidden, Tensor& dh) {
   const int64_t T_ = outputs.size(0), B = outputs.size(1), H = outputs.size(2);
+  const Vectorized<T> one(T(1));
   // dh_t = carry + q: carry = grad_out_t + dh_{t+1} z_{t+1} (written by the pass of step t+1) and
   // q = d_hidden_{t+1} @ W; dh_last at t = T-1.
-  Tensor carry = at::empty({B, H}, outputs.options());       // [B, H]
-  UnitParts parts(weight, H, 1, B, Vectorized<T>::size());   // d_hidden_{t+1} @ W by units
-  const std::vector<Tensor> d_steps = d_hidden.unbind(0);    // T x [B, 3H]
-  const Vectorized<T> one(T(1));
-  T* carry_p = carry.data_ptr<T>();
-  for (int64_t t = T_ - 1; t >= 0; --t) {
-    const bool last = t == T_ - 1;
-    const T* a_t = gates.data_ptr<T>() + t * B * 3 * H;
-    const T* qn_t = hidden_n.data_ptr<T>() + t * B * H;
-    const T* hp = (t > 0 ? outputs.data_ptr<T>() + (t - 1) * B * H : h0.data_ptr<T>());
-    const T* g_prev = t > 0 ? grad_out.data_ptr<T>() + (t - 1) * B * H : nullptr;
-    const T* first = last ? dh_last.data_ptr<T>() : carry_p;
-    T* dp_t = d_pre.data_ptr<T>() + t * B * 3 * H;
-    T* dq_t = d_hidden.data_ptr<T>() + t * B * 3 * H;
-    parts.run<T>(last ? nullptr : &d_steps[t + 1], [&](int64_t j0, int64_t w, const T* q_t) {  // [B, w]
-      for (int64_t b = 0; b < B; ++b) {
-        const T *a = a_t + b * 3 * H + j0, *qn = qn_t + b * H + j0, *hb = hp + b * H + j0;
-        const T *d1 = first + b * H + j0, *d2 = q_t ? q_t + b * w : nullptr;
-        const T* gp = g_prev ? g_prev + b * H + j0 : nullptr;
-        T *dp = dp_t + b * 3 * H + j0, *dq = dq_t + b * 3 * H + j0, *c = carry_p + b * H + j0;
-        for_lanes<T>(w, [&](int64_t j, int64_t n) {
+  for_row_blocks(B, [&](int64_t b0, int64_t rows) {
+    Tensor carry = at::empty({rows, H}, outputs.options());             // [rows, H]
+    Tensor q = at::empty({rows, H}, outputs.options());                 // [rows, H]
+    const std::vector<Tensor> d_steps = step_rows(d_hidden, b0, rows);  // T x [rows, 3H]
+    T* carry_p = carry.data_ptr<T>();
+    for (int64_t t = T_ - 1; t >= 0; --t) {
+      const bool last = t == T_ - 1;
+      if (!last) at::mm_out(q, d_steps[t + 1], weight);
+      const T* a_t = gates.data_ptr<T>() + (t * B + b0) * 3 * H;
+      const T* qn_t = hidden_n.data_ptr<T>() + (t * B + b0) * H;
+      const T* hp = (t > 0 ? outputs.data_ptr<T>() + ((t - 1) * B + b0) * H : h0.data_ptr<T>() + b0 * H);
+      const T* g_prev = t > 0 ? grad_out.data_ptr<T>() + ((t - 1) * B + b0) * H : nullptr;
+      const T* first = last ? dh_last.data_ptr<T>() + b0 * H : carry_p;
+      const T* second = last ? nullptr : q.data_ptr<T>();
+      T* dp_t = d_pre.data_ptr<T>() + (t * B + b0) * 3 * H;
+      T* dq_t = d_hidden.data_ptr<T>() + (t * B + b0) * 3 * H;
+      for (int64_t b = 0; b < rows; ++b) {
+        const T *a = a_t + b * 3 * H, *qn = qn_t + b * H, *hb = hp + b * H;
+        const T *d1 = first + b * H, *d2 = second ? second + b * H : nullptr;
+        const T* gp = g_prev ? g_prev + b * H : nullptr;
+        T *dp = dp_t + b * 3 * H, *dq = dq_t + b * 3 * H, *c = carry_p + b * H;
+        for_lanes<T>(H, [&](int64_t j, int64_t n) {
           auto r = load(a + j, n), z = load(a + H + j, n), cand = load(a + 2 * H + j, n);
           auto g = d2 ? load(d1 + j, n) + load(d2 + j, n) : load(d1 + j, n);  // read before c is written
           auto d_n = g * (one - z) * candidate_derivative(cand, kind);
@@ -263,15 +242,10 @@ void gru_backward_impl(const Tensor& grad_out, const Tensor& dh_last, const Tens
           (gp ? direct + load(gp + j, n) : direct).store(c + j, n);
         });
       }
-    });
-  }
-  T* dh_p = dh.data_ptr<T>();
-  parts.run<T>(&d_steps[0], [&](int64_t j0, int64_t w, const T* q_t) {  // q_t [B, w]
-    for (int64_t b = 0; b < B; ++b) {
-      for_lanes<T>(w, [&](int64_t j, int64_t n) {
-        (load(carry_p + b * H + j0 + j, n) + load(q_t + b * w + j, n)).store(dh_p + b * H + j0 + j, n);
-      });
     }
+    at::mm_out(q, d_steps[0], weight);
+    Tensor dh_rows = dh.narrow(0, b0, rows);  // [rows, H], contiguous
+    at::add_out(dh_rows, carry, q);
   });
 }
 
@@ -297,22 +271,24 @@ template <typename T>
 void lstm_forward_impl(const Tensor& pre, const Tensor& weight_t, const Tensor& h0, const Tensor& c0,
                        Tensor& outputs, Tensor& gates, Tensor& cells) {
   const int64_t T_ = pre.size(0), B = pre.size(1), H = pre.size(2) / 4;
-  // pre_t is added in the pass: addmm_out would copy it first
-  UnitParts parts(weight_t, H, 4, B, Vectorized<T>::size());  // h_{t-1} W^T by units
-  const std::vector<Tensor> states = outputs.unbind(0);                    // T x [B, H]
-  Tensor h = h0;                                                           // [B, H]
-  const T* c_prev = c0.data_ptr<T>();                                      // [B, H]
-  for (int64_t t = 0; t < T_; ++t) {
-    const T* p_t = pre.data_ptr<T>() + t * B * 4 * H;
-    T* g_t = gates.data_ptr<T>() + t * B * 4 * H;
-    T* c_t = cells.data_ptr<T>() + t * B * H;
-    T* h_t = outputs.data_ptr<T>() + t * B * H;
-    parts.run<T>(&h, [&](int64_t j0, int64_t w, const T* q_t) {  // q_t [B, 4w]: i, f, g, o of units j0..
-      for (int64_t b = 0; b < B; ++b) {
-        const T *q = q_t + b * 4 * w, *p = p_t + b * 4 * H + j0, *cp = c_prev + b * H + j0;
-        T *gt = g_t + b * 4 * H + j0, *ct = c_t + b * H + j0, *ht = h_t + b * H + j0;
-        auto a = [&](int64_t k, int64_t j, int64_t n) { return load(p + k * H + j, n) + load(q + k * w + j, n); };
-        for_lanes<T>(w, [&](int64_t j, int64_t n) {
+  for_row_blocks(B, [&](int64_t b0, int64_t rows) {
+    // pre_t is added in the pass: addmm_out would copy it first
+    Tensor q = at::empty({rows, 4 * H}, pre.options());               // [rows, 4H] h_{t-1} W^T
+    const std::vector<Tensor> states = step_rows(outputs, b0, rows);  // T x [rows, H]
+    Tensor h = h0.narrow(0, b0, rows);                                // [rows, H]
+    const T* c_prev = c0.data_ptr<T>() + b0 * H;                      // [rows, H]
+    for (int64_t t = 0; t < T_; ++t) {
+      at::mm_out(q, h, weight_t);
+      const T* q_t = q.data_ptr<T>();
+      const T* p_t = pre.data_ptr<T>() + (t * B + b0) * 4 * H;
+      T* g_t = gates.data_ptr<T>() + (t * B + b0) * 4 * H;
+      T* c_t = cells.data_ptr<T>() + (t * B + b0) * H;
+      T* h_t = outputs.data_ptr<T>() + (t * B + b0) * H;
+      for (int64_t b = 0; b < rows; ++b) {
+        const T *qq = q_t + b * 4 * H, *p = p_t + b * 4 * H, *cp = c_prev + b * H;
+        T *gt = g_t + b * 4 * H, *ct = c_t + b * H, *ht = h_t + b * H;
+        auto a = [&](int64_t k, int64_t j, int64_t n) { return load(p + k * H + j, n) + load(qq + k * H + j, n); };
+        for_lanes<T>(H, [&](int64_t j, int64_t n) {
           auto i = sigmoid(a(0, j, n)), f = sigmoid(a(1, j, n));
           auto g = fast_tanh(a(2, j, n)), o = sigmoid(a(3, j, n));
           auto c = f * load(cp + j, n) + i * g;
@@ -324,10 +300,10 @@ void lstm_forward_impl(const Tensor& pre, const Tensor& weight_t, const Tensor& 
           (o * fast_tanh(c)).store(ht + j, n);
         });
       }
-    });
-    c_prev = c_t;
-    h = states[t];
-  }
+      c_prev = c_t;
+      h = states[t];
+    }
+  });
 }
 
 std::vector<Tensor> lstm_forward(const Tensor& pre, const Tensor& weight_t, const Tensor& h0, const Tensor& c0) {
@@ -347,24 +323,26 @@ template <typename T>
 void lstm_backward_impl(const Tensor& grad_out, const Tensor& dh_last, const Tensor& gates, const Tensor& cells,
                         const Tensor& c0, const Tensor& weight, Tensor& d_gates, Tensor& dc) {
   const int64_t T_ = cells.size(0), B = cells.size(1), H = cells.size(2);
-  UnitParts parts(weight, H, 1, B, Vectorized<T>::size());  // d_gates_{t+1} @ W by units
-  const std::vector<Tensor> d_steps = d_gates.unbind(0);                  // T x [B, 4H]
   const Vectorized<T> one(T(1));
-  for (int64_t t = T_ - 1; t >= 0; --t) {
-    // dh_t = grad_out_t + d_gates_{t+1} @ W (dh_last at t = T-1), summed in the pass
-    const bool last = t == T_ - 1;
-    const T* g_t = gates.data_ptr<T>() + t * B * 4 * H;
-    const T* c_t = cells.data_ptr<T>() + t * B * H;
-    const T* cp_t = t > 0 ? cells.data_ptr<T>() + (t - 1) * B * H : c0.data_ptr<T>();
-    const T* first = last ? dh_last.data_ptr<T>() : grad_out.data_ptr<T>() + t * B * H;
-    T* dg_t = d_gates.data_ptr<T>() + t * B * 4 * H;
-    T* dc_p = dc.data_ptr<T>();
-    parts.run<T>(last ? nullptr : &d_steps[t + 1], [&](int64_t j0, int64_t w, const T* q_t) {  // [B, w]
-      for (int64_t b = 0; b < B; ++b) {
-        const T *gt = g_t + b * 4 * H + j0, *ct = c_t + b * H + j0, *cp = cp_t + b * H + j0;
-        const T *d1 = first + b * H + j0, *d2 = q_t ? q_t + b * w : nullptr;
-        T *dg = dg_t + b * 4 * H + j0, *dcb = dc_p + b * H + j0;
-        for_lanes<T>(w, [&](int64_t j, int64_t n) {
+  for_row_blocks(B, [&](int64_t b0, int64_t rows) {
+    Tensor q = at::empty({rows, H}, cells.options());                 // [rows, H] d_gates_{t+1} @ W
+    const std::vector<Tensor> d_steps = step_rows(d_gates, b0, rows);  // T x [rows, 4H]
+    T* dc_p = dc.data_ptr<T>() + b0 * H;                               // [rows, H]
+    for (int64_t t = T_ - 1; t >= 0; --t) {
+      // dh_t = grad_out_t + d_gates_{t+1} @ W (dh_last at t = T-1), summed in the pass
+      const bool last = t == T_ - 1;
+      if (!last) at::mm_out(q, d_steps[t + 1], weight);
+      const T* g_t = gates.data_ptr<T>() + (t * B + b0) * 4 * H;
+      const T* c_t = cells.data_ptr<T>() + (t * B + b0) * H;
+      const T* cp_t = t > 0 ? cells.data_ptr<T>() + ((t - 1) * B + b0) * H : c0.data_ptr<T>() + b0 * H;
+      const T* first = last ? dh_last.data_ptr<T>() + b0 * H : grad_out.data_ptr<T>() + (t * B + b0) * H;
+      const T* second = last ? nullptr : q.data_ptr<T>();
+      T* dg_t = d_gates.data_ptr<T>() + (t * B + b0) * 4 * H;
+      for (int64_t b = 0; b < rows; ++b) {
+        const T *gt = g_t + b * 4 * H, *ct = c_t + b * H, *cp = cp_t + b * H;
+        const T *d1 = first + b * H, *d2 = second ? second + b * H : nullptr;
+        T *dg = dg_t + b * 4 * H, *dcb = dc_p + b * H;
+        for_lanes<T>(H, [&](int64_t j, int64_t n) {
           auto i = load(gt + j, n), f = load(gt + H + j, n), g = load(gt + 2 * H + j, n);
           auto o = load(gt + 3 * H + j, n);
           auto tanh_c = fast_tanh(load(ct + j, n));
@@ -377,8 +355,8 @@ void lstm_backward_impl(const Tensor& grad_out, const Tensor& dh_last, const Ten
           (g_c * f).store(dcb + j, n);
         });
       }
-    });
-  }
+    }
+  });
 }
 
 std::vector<Tensor> lstm_backward(const Tensor& grad_out, const Tensor& dh_last, const Tensor& dc_last,
@@ -411,27 +389,29 @@ void complex_forward_impl(const Tensor& pre, const Tensor& weight_t, const Tenso
   const int64_t T_ = pre.size(0), B = pre.size(1), H = pre.size(2);
   const R* ab = act_bias.data_ptr<R>();  // [H]
   const R e = static_cast<R>(eps);
-  Tensor h = h0;
-  for (int64_t t = 0; t < T_; ++t) {
-    Tensor z = outputs[t];  // [B, H] complex
-    Tensor z_rows = as_real_rows(z);
-    at::mm_out(z_rows, as_real_rows(h), weight_t);  // pre_t is added in the pass
-    R* zr = reinterpret_cast<R*>(z.data_ptr());
-    const R* pr = reinterpret_cast<const R*>(pre.data_ptr()) + 2 * t * B * H;
-    for_rows(B, 2 * H, [&](int64_t b) {
-      R* row = zr + 2 * b * H;
-      const R* p = pr + 2 * b * H;
-      for (int64_t j = 0; j < H; ++j) {
-        const R re = row[2 * j] + p[2 * j], im = row[2 * j + 1] + p[2 * j + 1];
-        const R m = std::sqrt(re * re + im * im);
-        const R shifted = m + ab[j];
-        const R s = std::max(shifted, R(0)) / (m + e);
-        row[2 * j] = re * s;
-        row[2 * j + 1] = im * s;
+  for_row_blocks(B, [&](int64_t b0, int64_t rows) {
+    const std::vector<Tensor> states = step_rows(outputs, b0, rows);  // T x [rows, H] complex
+    Tensor h = h0.narrow(0, b0, rows);                                // [rows, H] complex
+    for (int64_t t = 0; t < T_; ++t) {
+      Tensor z_rows = as_real_rows(states[t]);         // [rows, 2H]
+      at::mm_out(z_rows, as_real_rows(h), weight_t);  // pre_t is added in the pass
+      R* zr = reinterpret_cast<R*>(z_rows.data_ptr());
+      const R* pr = reinterpret_cast<const R*>(pre.data_ptr()) + 2 * (t * B + b0) * H;
+      for (int64_t b = 0; b < rows; ++b) {
+        R* row = zr + 2 * b * H;
+        const R* p = pr + 2 * b * H;
+        for (int64_t j = 0; j < H; ++j) {
+          const R re = row[2 * j] + p[2 * j], im = row[2 * j + 1] + p[2 * j + 1];
+          const R m = std::sqrt(re * re + im * im);
+          const R shifted = m + ab[j];
+          const R s = std::max(shifted, R(0)) / (m + e);
+          row[2 * j] = re * s;
+          row[2 * j + 1] = im * s;
+        }
       }
-    });
-    h = z;
-  }
+      h = states[t];
+    }
+  });
 }
 
 Tensor complex_modrelu_forward(const Tensor& pre, const Tensor& weight_t, const Tensor& h0, const Tensor& act_bias,
@@ -453,41 +433,42 @@ void complex_backward_impl(const Tensor& grad_out, const Tensor& last, const Ten
   const R* ab = act_bias.data_ptr<R>();
   const R e = static_cast<R>(eps);
   const R tiny = std::numeric_limits<R>::min();
-  Tensor q = at::empty_like(last);       // [B, H] complex dz_{t+1} conj(W)
-  Tensor zeros = at::zeros_like(last);  // [B, H] what g_T adds instead of q
-  for (int64_t t = T_ - 1; t >= 0; --t) {
-    const bool final_step = t == T_ - 1;  // g_T = last; else g_t = grad_out_t + q, summed in the pass
-    if (!final_step) {
-      Tensor q_rows = as_real_rows(q);
-      at::mm_out(q_rows, as_real_rows(dz[t + 1]), weight_c);
-    }
-    const R* g1 = reinterpret_cast<const R*>(final_step ? last.data_ptr() : grad_out.data_ptr()) +
-                  (final_step ? 0 : 2 * t * B * H);
-    const R* g2 = reinterpret_cast<const R*>((final_step ? zeros : q).data_ptr());
-    const R* zr = reinterpret_cast<const R*>(z.data_ptr()) + 2 * t * B * H;
-    R* out = reinterpret_cast<R*>(dz.data_ptr()) + 2 * t * B * H;
-    for_rows(B, 2 * H, [&](int64_t b) {
+  for_row_blocks(B, [&](int64_t b0, int64_t rows) {
+    Tensor q = at::empty({rows, H}, last.options());             // [rows, H] complex dz_{t+1} conj(W)
+    Tensor zeros = at::zeros({rows, 2 * H}, act_bias.options());  // [rows, 2H] what g_T adds instead of q
+    Tensor q_rows = as_real_rows(q);
+    const std::vector<Tensor> dz_steps = step_rows(dz, b0, rows);  // T x [rows, H] complex
+    for (int64_t t = T_ - 1; t >= 0; --t) {
+      const bool final_step = t == T_ - 1;  // g_T = last; else g_t = grad_out_t + q, summed in the pass
+      if (!final_step) at::mm_out(q_rows, as_real_rows(dz_steps[t + 1]), weight_c);
+      const R* g1 = reinterpret_cast<const R*>(final_step ? last.data_ptr() : grad_out.data_ptr()) +
+                    2 * ((final_step ? 0 : t * B) + b0) * H;
+      const R* g2 = reinterpret_cast<const R*>((final_step ? zeros : q_rows).data_ptr());
+      const R* zr = reinterpret_cast<const R*>(z.data_ptr()) + 2 * (t * B + b0) * H;
+      R* out = reinterpret_cast<R*>(dz.data_ptr()) + 2 * (t * B + b0) * H;
       // branch-free (selects, no conditional division) so that the compiler vectorises it
-      for (int64_t j = 0; j < H; ++j) {
-        const int64_t k = 2 * (b * H + j);
-        const R re = zr[k], im = zr[k + 1];
-        const R g_re = g1[k] + g2[k], g_im = g1[k + 1] + g2[k + 1];
-        const R squared = re * re + im * im;
-        const R m = std::sqrt(squared);
-        const R denominator = m + e;
-        const R shifted = m + ab[j];
-        const R s = std::max(shifted, R(0)) / denominator;  // 0 where inactive
-        const R active = shifted > R(0) ? R(1) : R(0);
-        const R half_k = active * m * ((e - ab[j]) * R(0.5)) / (denominator * denominator);
-        const R p = s + half_k;
-        const R c = half_k / std::max(squared, tiny);  // q = c z^2
-        const R q_re = c * (re * re - im * im), q_im = c * (2 * re * im);
-        // p g + q conj(g)
-        out[k] = p * g_re + q_re * g_re + q_im * g_im;
-        out[k + 1] = p * g_im + q_im * g_re - q_re * g_im;
+      for (int64_t b = 0; b < rows; ++b) {
+        for (int64_t j = 0; j < H; ++j) {
+          const int64_t k = 2 * (b * H + j);
+          const R re = zr[k], im = zr[k + 1];
+          const R g_re = g1[k] + g2[k], g_im = g1[k + 1] + g2[k + 1];
+          const R squared = re * re + im * im;
+          const R m = std::sqrt(squared);
+          const R denominator = m + e;
+          const R shifted = m + ab[j];
+          const R s = std::max(shifted, R(0)) / denominator;  // 0 where inactive
+          const R active = shifted > R(0) ? R(1) : R(0);
+          const R half_k = active * m * ((e - ab[j]) * R(0.5)) / (denominator * denominator);
+          const R p = s + half_k;
+          const R c = half_k / std::max(squared, tiny);  // q = c z^2
+          const R q_re = c * (re * re - im * im), q_im = c * (2 * re * im);
+          // p g + q conj(g)
+          out[k] = p * g_re + q_re * g_re + q_im * g_im;
+          out[k + 1] = p * g_im + q_im * g_re - q_re * g_im;
+        }
       }
-    });
-  }
+    }
+  });
 }
 
 Tensor complex_modrelu_backward(const Tensor& grad_out, const Tensor& last, const Tensor& z, const Tensor& weight_c,
