@@ -128,6 +128,12 @@ inline void for_row_blocks(int64_t B, const Body& body) {
   });
 }
 
+// Row b0 of step t of x [T, B, width] (contiguous): where a row block's pass reads and writes.
+template <typename T>
+inline T* step_row(const Tensor& x, int64_t t, int64_t b0) {
+  return x.data_ptr<T>() + (t * x.size(1) + b0) * x.size(2);
+}
+
 // The [rows, width] views of rows b0.. of every step of x [T, B, width]: what a row block's GEMMs read.
 inline std::vector<Tensor> step_rows(const Tensor& x, int64_t b0, int64_t rows) {
   return x.narrow(1, b0, rows).unbind(0);
@@ -151,10 +157,10 @@ void gru_forward_impl(const Tensor& pre, const Tensor& weight_t, const std::opti
       at::mm_out(q, h, weight_t);
       const T* q_t = q.data_ptr<T>();
       const T* hp = h.data_ptr<T>();
-      const T* p_t = pre.data_ptr<T>() + (t * B + b0) * 3 * H;
-      T* a_t = gates.data_ptr<T>() + (t * B + b0) * 3 * H;
-      T* qn_t = hidden_n.data_ptr<T>() + (t * B + b0) * H;
-      T* h_t = outputs.data_ptr<T>() + (t * B + b0) * H;
+      const T* p_t = step_row<T>(pre, t, b0);
+      T* a_t = step_row<T>(gates, t, b0);
+      T* qn_t = step_row<T>(hidden_n, t, b0);
+      T* h_t = step_row<T>(outputs, t, b0);
       for (int64_t b = 0; b < rows; ++b) {
         const T *p = p_t + b * 3 * H, *qq = q_t + b * 3 * H, *hb = hp + b * H;
         T *a = a_t + b * 3 * H, *qn = qn_t + b * H, *ho = h_t + b * H;
@@ -213,14 +219,14 @@ void gru_backward_impl(const Tensor& grad_out, const Tensor& dh_last, const Tens
     for (int64_t t = T_ - 1; t >= 0; --t) {
       const bool last = t == T_ - 1;
       if (!last) at::mm_out(q, d_steps[t + 1], weight);
-      const T* a_t = gates.data_ptr<T>() + (t * B + b0) * 3 * H;
-      const T* qn_t = hidden_n.data_ptr<T>() + (t * B + b0) * H;
-      const T* hp = (t > 0 ? outputs.data_ptr<T>() + ((t - 1) * B + b0) * H : h0.data_ptr<T>() + b0 * H);
-      const T* g_prev = t > 0 ? grad_out.data_ptr<T>() + ((t - 1) * B + b0) * H : nullptr;
+      const T* a_t = step_row<T>(gates, t, b0);
+      const T* qn_t = step_row<T>(hidden_n, t, b0);
+      const T* hp = (t > 0 ? step_row<T>(outputs, t - 1, b0) : h0.data_ptr<T>() + b0 * H);
+      const T* g_prev = t > 0 ? step_row<T>(grad_out, t - 1, b0) : nullptr;
       const T* first = last ? dh_last.data_ptr<T>() + b0 * H : carry_p;
       const T* second = last ? nullptr : q.data_ptr<T>();
-      T* dp_t = d_pre.data_ptr<T>() + (t * B + b0) * 3 * H;
-      T* dq_t = d_hidden.data_ptr<T>() + (t * B + b0) * 3 * H;
+      T* dp_t = step_row<T>(d_pre, t, b0);
+      T* dq_t = step_row<T>(d_hidden, t, b0);
       for (int64_t b = 0; b < rows; ++b) {
         const T *a = a_t + b * 3 * H, *qn = qn_t + b * H, *hb = hp + b * H;
         const T *d1 = first + b * H, *d2 = second ? second + b * H : nullptr;
@@ -280,10 +286,10 @@ void lstm_forward_impl(const Tensor& pre, const Tensor& weight_t, const Tensor& 
     for (int64_t t = 0; t < T_; ++t) {
       at::mm_out(q, h, weight_t);
       const T* q_t = q.data_ptr<T>();
-      const T* p_t = pre.data_ptr<T>() + (t * B + b0) * 4 * H;
-      T* g_t = gates.data_ptr<T>() + (t * B + b0) * 4 * H;
-      T* c_t = cells.data_ptr<T>() + (t * B + b0) * H;
-      T* h_t = outputs.data_ptr<T>() + (t * B + b0) * H;
+      const T* p_t = step_row<T>(pre, t, b0);
+      T* g_t = step_row<T>(gates, t, b0);
+      T* c_t = step_row<T>(cells, t, b0);
+      T* h_t = step_row<T>(outputs, t, b0);
       for (int64_t b = 0; b < rows; ++b) {
         const T *qq = q_t + b * 4 * H, *p = p_t + b * 4 * H, *cp = c_prev + b * H;
         T *gt = g_t + b * 4 * H, *ct = c_t + b * H, *ht = h_t + b * H;
@@ -332,12 +338,12 @@ void lstm_backward_impl(const Tensor& grad_out, const Tensor& dh_last, const Ten
       // dh_t = grad_out_t + d_gates_{t+1} @ W (dh_last at t = T-1), summed in the pass
       const bool last = t == T_ - 1;
       if (!last) at::mm_out(q, d_steps[t + 1], weight);
-      const T* g_t = gates.data_ptr<T>() + (t * B + b0) * 4 * H;
-      const T* c_t = cells.data_ptr<T>() + (t * B + b0) * H;
-      const T* cp_t = t > 0 ? cells.data_ptr<T>() + ((t - 1) * B + b0) * H : c0.data_ptr<T>() + b0 * H;
-      const T* first = last ? dh_last.data_ptr<T>() + b0 * H : grad_out.data_ptr<T>() + (t * B + b0) * H;
+      const T* g_t = step_row<T>(gates, t, b0);
+      const T* c_t = step_row<T>(cells, t, b0);
+      const T* cp_t = t > 0 ? step_row<T>(cells, t - 1, b0) : c0.data_ptr<T>() + b0 * H;
+      const T* first = last ? dh_last.data_ptr<T>() + b0 * H : step_row<T>(grad_out, t, b0);
       const T* second = last ? nullptr : q.data_ptr<T>();
-      T* dg_t = d_gates.data_ptr<T>() + (t * B + b0) * 4 * H;
+      T* dg_t = step_row<T>(d_gates, t, b0);
       for (int64_t b = 0; b < rows; ++b) {
         const T *gt = g_t + b * 4 * H, *ct = c_t + b * H, *cp = cp_t + b * H;
         const T *d1 = first + b * H, *d2 = second ? second + b * H : nullptr;
