@@ -211,8 +211,11 @@ def test_workspace_buffers_are_reused_only_when_idle(monkeypatch):
     held = compiled_loops.workspace_empty((1024, 1024), torch.float32)
     assert held.data_ptr() != address, "a buffer in use was handed out again"
     del first
-    again = compiled_loops.workspace_empty((512, 1024), torch.float32)  # fits in the idle one
-    assert again.data_ptr() == address and again.shape == (512, 1024)
+    too_small = compiled_loops.workspace_empty((512, 1024), torch.float32)  # half: not handed a 2x buffer
+    assert too_small.data_ptr() != address
+    del too_small
+    again = compiled_loops.workspace_empty((900, 1024), torch.float32)  # fits in the idle one
+    assert again.data_ptr() == address and again.shape == (900, 1024)
     view = again[:10]
     del again
     assert compiled_loops.workspace_empty((1024, 1024), torch.float32).data_ptr() != address, (

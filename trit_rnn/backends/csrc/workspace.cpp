@@ -52,7 +52,8 @@ void trim(Pool& p, int64_t limit) {
 }  // namespace
 
 // A tensor of these sizes, from an idle buffer of this dtype (the smallest that is large enough
-// and at most twice the size) or a new one kept for later; small or non-CPU requests are plain.
+// and at most 5/4 of the request, so that outputs a caller keeps waste little) or a new one kept
+// for later; small or non-CPU requests are plain.
 at::Tensor workspace_empty(at::IntArrayRef sizes, const at::TensorOptions& options) {
   const int64_t numel = c10::multiply_integers(sizes);
   const int64_t nbytes = numel * int64_t(options.dtype().itemsize());
@@ -64,7 +65,7 @@ at::Tensor workspace_empty(at::IntArrayRef sizes, const at::TensorOptions& optio
   const at::Tensor* best = nullptr;
   for (const auto& buffer : p.buffers) {
     const int64_t size = int64_t(buffer.nbytes());
-    if (buffer.dtype() == options.dtype() && size >= nbytes && size <= 2 * nbytes && idle(buffer) &&
+    if (buffer.dtype() == options.dtype() && size >= nbytes && 4 * size <= 5 * nbytes && idle(buffer) &&
         (best == nullptr || size < int64_t(best->nbytes()))) {
       best = &buffer;
     }
