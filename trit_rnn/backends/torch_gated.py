@@ -55,8 +55,8 @@ This backend
 ------------
 On a CPU the loops run compiled (compiled_loops.py, csrc/time_loops.cpp: one GEMM and one fused
 pass per step, each thread walking the whole sequence for its own block of batch rows) where that
-module builds; the Python loops below are the fallback and the
-reference for them, with the same equations. No autograd over a loop: per step one GEMM
+module builds; the Python loops below are the fallback and the reference for them, with the same
+equations. No autograd over a loop: per step one GEMM
 (cpu_gemm.StepGemm: addmm or oneDNN, whichever is faster here) and a few in-place pointwise ops on views of one [B, G*H] row. The loop reads pre as it is (no bulk
 copy: each step's GEMM output is fresh in cache, while a [T, ...] buffer's rows are not) and tanh
 is 2 sigmoid(2x) - 1 (a float32 tanh on the CPU costs about 5x a sigmoid at these sizes), so one

@@ -139,6 +139,22 @@ inline std::vector<Tensor> step_rows(const Tensor& x, int64_t b0, int64_t rows) 
   return x.narrow(1, b0, rows).unbind(0);
 }
 
+// One row block's forward time loop: per step q = h_{t-1} @ weight_t [rows, N] into one reused
+// buffer (pre_t is added in the pass: addmm_out would copy it first), then pass(t, q, h_prev)
+// with q [rows, N] and h_{t-1} [rows, H]; the pass writes h_t into outputs, the next GEMM's input.
+template <typename T, typename Pass>
+inline void forward_rows(const Tensor& weight_t, const Tensor& h0, const Tensor& outputs, int64_t b0,
+                         int64_t rows, const Pass& pass) {
+  Tensor q = at::empty({rows, weight_t.size(1)}, outputs.options());  // [rows, N]
+  const std::vector<Tensor> states = step_rows(outputs, b0, rows);    // T x [rows, H]
+  Tensor h = h0.narrow(0, b0, rows);                                  // [rows, H]
+  for (int64_t t = 0; t < int64_t(states.size()); ++t) {
+    at::mm_out(q, h, weight_t);
+    pass(t, q.data_ptr<T>(), h.data_ptr<T>());
+    h = states[t];
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // GRU / GORU
 
@@ -146,17 +162,11 @@ template <typename T>
 void gru_forward_impl(const Tensor& pre, const Tensor& weight_t, const std::optional<Tensor>& bias,
                       const Tensor& h0, const std::optional<Tensor>& act_bias, int64_t kind,
                       Tensor& outputs, Tensor& gates, Tensor& hidden_n) {
-  const int64_t T_ = pre.size(0), B = pre.size(1), H = pre.size(2) / 3;
+  const int64_t B = pre.size(1), H = pre.size(2) / 3;
   const T* bh = bias ? bias->data_ptr<T>() : nullptr;          // [3H], added in the pass
   const T* ab = act_bias ? act_bias->data_ptr<T>() : nullptr;  // [H]
   for_row_blocks(B, [&](int64_t b0, int64_t rows) {
-    Tensor q = at::empty({rows, 3 * H}, pre.options());                  // [rows, 3H] h W^T
-    const std::vector<Tensor> states = step_rows(outputs, b0, rows);     // T x [rows, H]
-    Tensor h = h0.narrow(0, b0, rows);                                   // [rows, H]
-    for (int64_t t = 0; t < T_; ++t) {
-      at::mm_out(q, h, weight_t);
-      const T* q_t = q.data_ptr<T>();
-      const T* hp = h.data_ptr<T>();
+    forward_rows<T>(weight_t, h0, outputs, b0, rows, [&](int64_t t, const T* q_t, const T* hp) {
       const T* p_t = step_row<T>(pre, t, b0);
       T* a_t = step_row<T>(gates, t, b0);
       T* qn_t = step_row<T>(hidden_n, t, b0);
@@ -181,8 +191,7 @@ void gru_forward_impl(const Tensor& pre, const Tensor& weight_t, const std::opti
           ((load(hb + j, n) - cand) * z + cand).store(ho + j, n);
         });
       }
-      h = states[t];
-    }
+    });
   });
 }
 
@@ -276,16 +285,10 @@ std::vector<Tensor> gru_backward(const Tensor& grad_out, const Tensor& dh_last, 
 template <typename T>
 void lstm_forward_impl(const Tensor& pre, const Tensor& weight_t, const Tensor& h0, const Tensor& c0,
                        Tensor& outputs, Tensor& gates, Tensor& cells) {
-  const int64_t T_ = pre.size(0), B = pre.size(1), H = pre.size(2) / 4;
+  const int64_t B = pre.size(1), H = pre.size(2) / 4;
   for_row_blocks(B, [&](int64_t b0, int64_t rows) {
-    // pre_t is added in the pass: addmm_out would copy it first
-    Tensor q = at::empty({rows, 4 * H}, pre.options());               // [rows, 4H] h_{t-1} W^T
-    const std::vector<Tensor> states = step_rows(outputs, b0, rows);  // T x [rows, H]
-    Tensor h = h0.narrow(0, b0, rows);                                // [rows, H]
-    const T* c_prev = c0.data_ptr<T>() + b0 * H;                      // [rows, H]
-    for (int64_t t = 0; t < T_; ++t) {
-      at::mm_out(q, h, weight_t);
-      const T* q_t = q.data_ptr<T>();
+    forward_rows<T>(weight_t, h0, outputs, b0, rows, [&](int64_t t, const T* q_t, const T*) {
+      const T* c_prev = t > 0 ? step_row<T>(cells, t - 1, b0) : c0.data_ptr<T>() + b0 * H;  // [rows, H]
       const T* p_t = step_row<T>(pre, t, b0);
       T* g_t = step_row<T>(gates, t, b0);
       T* c_t = step_row<T>(cells, t, b0);
@@ -306,9 +309,7 @@ void lstm_forward_impl(const Tensor& pre, const Tensor& weight_t, const Tensor& 
           (o * fast_tanh(c)).store(ht + j, n);
         });
       }
-      c_prev = c_t;
-      h = states[t];
-    }
+    });
   });
 }
 
