@@ -120,6 +120,28 @@ def test_gradcheck_float64_torch_backend():
     assert torch.autograd.gradcheck(fn, leaves)
 
 
+def test_eager_calls_run_the_eager_twin_and_equal_the_custom_op():
+    """Outside torch.compile dense_recurrence runs autograd/eager.py's Function, which skips the
+    custom op's Python dispatch: same implementation, so outputs and gradients are equal bit for bit."""
+    from trit_rnn.autograd.dense import dense_recurrence_op
+
+    pre, weight, h0, act_bias, _, _ = make_case(5, 3, 8, "modrelu")
+    grads = []
+    for via_op in (False, True):
+        leaves = [t.float().clone().requires_grad_() for t in (pre, weight, h0, act_bias)]
+        if via_op:
+            outputs, h_n = dense_recurrence_op(*leaves[:3], leaves[3], None, "modrelu", "torch")
+        else:
+            outputs, h_n = dense_recurrence(
+                *leaves[:3], nonlinearity="modrelu", act_bias=leaves[3], backend="torch"
+            )
+            assert type(outputs.grad_fn).__name__ == "DenseRecurrenceBackward"
+        (outputs.sum() + h_n.square().sum()).backward()
+        grads.append([outputs, h_n, *(leaf.grad for leaf in leaves)])
+    for ours, theirs in zip(*grads, strict=True):
+        assert torch.equal(ours, theirs)
+
+
 def test_custom_op_registration_is_consistent():
     """Fake kernels, schema and autograd registration agree with the real kernels."""
     from trit_rnn.autograd.dense import dense_recurrence_op

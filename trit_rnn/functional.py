@@ -147,7 +147,7 @@ def _dense_call(x, weight_ih, bias_ih, weight_hh, h0, act_bias, nl, chosen, chec
         # under autocast F.linear's output is the autocast dtype: the recurrence keeps x's
         pre = x if weight_ih is None else F.linear(x, weight_ih, bias_ih).to(x.dtype)  # [T, B, H]
         lengths = lengths.to(pre.device) if lengths is not None else None
-        return _dense_ops.dense_recurrence_op(pre, weight_hh, h0, act_bias, lengths, nl.value, chosen)
+        return _dense_ops.dense_recurrence(pre, weight_hh, h0, act_bias, lengths, nl.value, chosen)
     outputs, h_n, _ = _checkpointed_ops.dense_rnn_checkpointed_op(
         x, weight_ih, bias_ih, weight_hh, h0, act_bias, nl.value, chosen, checkpoint_every
     )

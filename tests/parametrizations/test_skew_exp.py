@@ -65,10 +65,12 @@ def test_gradcheck():
 
 
 @pytest.mark.parametrize("kind", ["random", "tiny_angles", "repeated_blocks"])
-def test_the_map_from_the_triangle_equals_the_map_of_its_skew_matrix(kind):
+@pytest.mark.parametrize("backend", ["torch", PYTHON_LOOPS])
+def test_the_map_from_the_triangle_equals_the_map_of_its_skew_matrix(kind, backend, monkeypatch):
     """triangle_matrix_exp(weight) builds S = A - A^T, A = triu(weight, 1), inside the op: value
     and gradient those of skew_matrix_exp through the autograd of triu and the subtraction,
     including a zero gradient on the diagonal and lower triangle."""
+    select_backend(backend, monkeypatch)
     g = torch.Generator().manual_seed(11)
     weight = (skew_of(kind, 12) + torch.randn(12, 12, generator=g, dtype=F64).tril()).requires_grad_()
     upstream = torch.randn(12, 12, generator=g, dtype=F64)
@@ -94,6 +96,26 @@ def test_polish_backward_equals_the_gradient_through_its_formula():
     w = triangle_matrix_exp(weight)
     (reference,) = torch.autograd.grad(((1.5 * w - 0.5 * (w @ (w.T @ w))) * upstream).sum(), weight)
     assert_close(ours, reference, F64, "gradient through the polish step")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+@pytest.mark.parametrize("backend", ["torch", PYTHON_LOOPS])
+def test_the_polish_inside_the_map_equals_the_polish_step_after_it(dtype, backend, monkeypatch):
+    """triangle_matrix_exp(weight, polish=True) (the polish inside the op, compiled or PyTorch) is
+    polish_orthogonal(triangle_matrix_exp(weight)): value, and gradient through the identity."""
+    select_backend(backend, monkeypatch)
+    g = torch.Generator().manual_seed(13)
+    weight = (torch.randn(24, 24, generator=g, dtype=F64) * 0.4).to(dtype)
+    upstream = torch.randn(24, 24, generator=g, dtype=F64).to(dtype)
+    results = []
+    for inside in (True, False):
+        leaf = weight.clone().requires_grad_()
+        w = triangle_matrix_exp(leaf, polish=True) if inside else polish_orthogonal(triangle_matrix_exp(leaf))
+        (w * upstream).sum().backward()
+        results.append((w, leaf.grad))
+    (w_inside, grad_inside), (w_after, grad_after) = results
+    assert_close(w_inside, w_after, dtype, "polished W")
+    assert_close(grad_inside, grad_after, dtype, "gradient")
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, F64])

@@ -7,12 +7,14 @@ GEMM or a reduction over all steps at once, done here in PyTorch so that torch.c
     d pre      = dz
     d weight   = sum_t dz_t^T h_{t-1}
     d act_bias = sum_{t,b} dz_t * sign(h_t)      (modReLU: d h/d b = sign(z) where active)
+Outside torch.compile both ops run through their eager twin (autograd/eager.py): `dense_recurrence`.
 """
 
 import torch
 
 from ..backends import cpu_gemm, torch_dense
 from ..varlen import lengths_keyword
+from . import eager
 
 
 def backend_impl(backend: str):
@@ -24,8 +26,7 @@ def backend_impl(backend: str):
     return torch_dense.dense_forward, torch_dense.dense_backward
 
 
-@torch.library.custom_op("trit_rnn::dense_recurrence", mutates_args=())
-def dense_recurrence_op(
+def _dense_recurrence(
     pre: torch.Tensor,
     weight_hh: torch.Tensor,
     h0: torch.Tensor | None,
@@ -38,14 +39,18 @@ def dense_recurrence_op(
     return forward(pre, weight_hh, h0, act_bias, nonlinearity, **lengths_keyword(lengths))
 
 
+dense_recurrence_op = torch.library.custom_op("trit_rnn::dense_recurrence", mutates_args=())(
+    _dense_recurrence
+)
+
+
 @dense_recurrence_op.register_fake
 def _dense_recurrence_fake(pre, weight_hh, h0, act_bias, lengths, nonlinearity, backend):
     T, B, H = pre.shape
     return pre.new_empty((T, B, H)), pre.new_empty((B, H))
 
 
-@torch.library.custom_op("trit_rnn::dense_recurrence_backward", mutates_args=())
-def dense_recurrence_backward_op(
+def _dense_recurrence_backward(
     grad_out: torch.Tensor,
     grad_hn: torch.Tensor | None,
     outputs: torch.Tensor,
@@ -56,6 +61,11 @@ def dense_recurrence_backward_op(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     _, backward = backend_impl(backend)
     return backward(grad_out, grad_hn, outputs, weight_hh, nonlinearity, **lengths_keyword(lengths))
+
+
+dense_recurrence_backward_op = torch.library.custom_op(
+    "trit_rnn::dense_recurrence_backward", mutates_args=()
+)(_dense_recurrence_backward)
 
 
 @dense_recurrence_backward_op.register_fake
@@ -80,9 +90,10 @@ def _backward(ctx, grad_out, grad_hn):
     if grad_out is None:
         grad_out = torch.zeros_like(outputs)
     # dz is zero past each sequence's end, so the bulk GEMMs below need no lengths
-    dz, dh0 = dense_recurrence_backward_op(
-        grad_out, grad_hn, outputs, weight_hh, lengths, ctx.nonlinearity, ctx.backend
-    )
+    dz, dh0 = eager.call(
+        dense_recurrence_backward_op, _dense_recurrence_backward,
+        grad_out, grad_hn, outputs, weight_hh, lengths, ctx.nonlinearity, ctx.backend,
+    )  # fmt: skip
     d_pre = dz.to(ctx.pre_dtype) if needs_pre else None
     d_weight = None
     if needs_weight:
@@ -100,3 +111,11 @@ def _backward(ctx, grad_out, grad_hn):
 
 
 dense_recurrence_op.register_autograd(_backward, setup_context=_setup_context)
+DenseRecurrence = eager.eager_function("DenseRecurrence", _dense_recurrence, _setup_context, _backward)
+
+
+def dense_recurrence(pre, weight_hh, h0, act_bias, lengths, nonlinearity: str, backend: str):
+    """(outputs, h_n): the op while torch.compile traces, else its eager twin (autograd/eager.py)."""
+    return eager.call(
+        dense_recurrence_op, DenseRecurrence, pre, weight_hh, h0, act_bias, lengths, nonlinearity, backend
+    )

@@ -1,5 +1,5 @@
 """The torch backend's compiled CPU time loops (csrc/time_loops.cpp, with the skew exp map's
-divided differences, csrc/divided_differences.cpp), built on first use.
+forward and backward, csrc/skew_exp.cpp), built on first use.
 
 Why: the Python loops of torch_gated.py and torch_complex.py spend most of each step in PyTorch's
 per-op dispatch, not in arithmetic (a gated step is a dozen ops of a few microseconds each). The
@@ -33,8 +33,7 @@ import torch
 log = logging.getLogger(__name__)
 
 _SOURCES = [
-    Path(__file__).parent / "csrc" / name
-    for name in ("time_loops.cpp", "divided_differences.cpp", "workspace.cpp")
+    Path(__file__).parent / "csrc" / name for name in ("time_loops.cpp", "skew_exp.cpp", "workspace.cpp")
 ]
 
 # torch's CPU capability -> the compiler flags and the macro that select ATen's Vectorized<T> width

@@ -64,11 +64,16 @@ def polish_orthogonal(w: torch.Tensor) -> torch.Tensor:
     return _PolishOrthogonal.apply(w)
 
 
+def _polished(w: torch.Tensor, polish: bool) -> torch.Tensor:
+    return polish_orthogonal(w) if polish else w
+
+
 class Orthogonal(nn.Module):
     """Base class: `forward() -> W [size, size]`, orthogonal, in the parameters' dtype. `size` is n.
 
     Subclasses implement `_raw()` (their main parameter: device and dtype) and
-    `_matrix(dtype) -> W` computed in `dtype`; see the module docstring for `compute_dtype`."""
+    `_matrix(dtype, polish) -> W` computed in `dtype`, followed by polish_orthogonal when `polish`
+    (a map may do it inside its own op); see the module docstring for `compute_dtype`."""
 
     def __init__(self, size: int, compute_dtype: torch.dtype | None = None):
         super().__init__()
@@ -82,15 +87,13 @@ class Orthogonal(nn.Module):
         if compute_dtype is None:
             compute_dtype = torch.float32 if raw.dtype in _HALF else raw.dtype
         with autocast_off(raw.device):  # the map in compute_dtype, even in an autocast region
-            w = self._matrix(compute_dtype)
-            if compute_dtype != torch.float64:
-                w = polish_orthogonal(w)
+            w = self._matrix(compute_dtype, polish=compute_dtype != torch.float64)
         return w.to(raw.dtype)
 
     def _raw(self) -> torch.Tensor:
         raise NotImplementedError
 
-    def _matrix(self, dtype: torch.dtype) -> torch.Tensor:
+    def _matrix(self, dtype: torch.dtype, polish: bool) -> torch.Tensor:
         raise NotImplementedError
 
     def _eye(self, like: torch.Tensor) -> torch.Tensor:
@@ -165,13 +168,13 @@ class ExpOrthogonal(_SkewOrthogonal):
         )
         self.method = method
 
-    def _matrix(self, dtype: torch.dtype) -> torch.Tensor:
+    def _matrix(self, dtype: torch.dtype, polish: bool) -> torch.Tensor:
         method = self.method
         if method == "auto":
             method = "eigh" if self.weight.device.type == "cpu" else "matrix_exp"
         if method == "eigh":
-            return triangle_matrix_exp(self.weight.to(dtype))
-        return torch.matrix_exp(self.skew(dtype))
+            return triangle_matrix_exp(self.weight.to(dtype), polish=polish)
+        return _polished(torch.matrix_exp(self.skew(dtype)), polish)
 
 
 class CayleyOrthogonal(_SkewOrthogonal):
@@ -209,12 +212,12 @@ class CayleyOrthogonal(_SkewOrthogonal):
         signs[size - num_negative :] = -1
         self.register_buffer("diagonal", signs)
 
-    def _matrix(self, dtype: torch.dtype) -> torch.Tensor:
+    def _matrix(self, dtype: torch.dtype, polish: bool) -> torch.Tensor:
         skew = self.skew(dtype)
         eye = self._eye(skew)
         # (I - S) D scales the columns of I - S; solve, never invert (I + S is well conditioned:
         # its singular values are sqrt(1 + sigma_i(S)^2) >= 1).
-        return torch.linalg.solve(eye + skew, (eye - skew) * self.diagonal.to(dtype))
+        return _polished(torch.linalg.solve(eye + skew, (eye - skew) * self.diagonal.to(dtype)), polish)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, num_negative={self.num_negative}"
@@ -259,11 +262,11 @@ class HouseholderOrthogonal(Orthogonal):
     def _raw(self) -> torch.Tensor:
         return self.reflectors
 
-    def _matrix(self, dtype: torch.dtype) -> torch.Tensor:
+    def _matrix(self, dtype: torch.dtype, polish: bool) -> torch.Tensor:
         u = self.reflectors.T.to(dtype)  # [n, m]
         gram = u.T @ u
         t = torch.triu(gram, 1) + torch.diag(gram.diagonal() / 2)
-        return self._eye(u) - u @ torch.linalg.solve_triangular(t, u.T, upper=True)
+        return _polished(self._eye(u) - u @ torch.linalg.solve_triangular(t, u.T, upper=True), polish)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, num_reflections={self.num_reflections}, init={self.init!r}"

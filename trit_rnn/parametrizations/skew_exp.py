@@ -10,8 +10,11 @@ rotation angles of S, each twice), M = V diag(lam) V^T with V real orthogonal. S
 exp(S) = cos(sqrt(-S^2)) + sinc(sqrt(-S^2)) S, with f(l) = cos(sqrt l) and g(l) = sin(sqrt l)/sqrt l
 (both entire in l, so any eigenbasis of a repeated eigenvalue works):
     W = f(M) + g(M) S = V diag(cos theta) V^T + [V diag(sinc theta) V^T] S.
-One real `eigh` and real GEMMs: 2.0 ms forward + backward at n = 128, 12.6 ms at n = 256
-(measured against 2.9 and 16.7 ms for the complex version).
+With U = V^T S this is W = V (diag(cos theta) V^T + diag(sinc theta) U): one real `eigh` and
+three GEMMs forward, six backward. Forward + backward on a 2-core Xeon VM, compiled
+(backends/csrc/skew_exp.cpp): 0.8 ms at n = 128 and 3.3 ms at n = 256 from the block-diagonal
+initialisations, 1.3 and 4.8 ms from a Haar-random one, whose eigh is slower (the PyTorch-op
+path: 2.0-2.2 and 6.6-10.1 ms; a complex eigh of iS: 2.9 ms at n = 128).
 
 Backward: for a symmetric M and an entire f, the adjoint of the Frechet derivative is
 V (F o (V^T G V)) V^T with the divided differences F_jk = f[lam_j, lam_k] (Daleckii-Krein). With
@@ -64,60 +67,72 @@ def divided_differences(theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     return dd_cos, dd_sinc
 
 
-def _divided_differences(theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """divided_differences in one compiled pass on a CPU where the compiled loops build (0.8 ms of
-    elementwise ops at n = 128 down to tens of microseconds), else the PyTorch ops above."""
-    if compiled_loops.applies(theta):
-        dd = compiled_loops.loops().skew_exp_divided_differences(theta.contiguous(), _TINY_ANGLE, _TINY_PAIR)
-        return dd[0], dd[1]
-    return divided_differences(theta)
+def _forward(source: torch.Tensor, from_triangle: bool, polish: bool):
+    """(W, theta, V, U) with U = V^T S: W = V (diag(cos theta) V^T + diag(sinc theta) U), three
+    GEMMs, then W (3I - W^T W) / 2 when `polish`."""
+    if compiled_loops.applies(source):
+        w, theta, v, u = compiled_loops.loops().skew_exp_forward(
+            source.contiguous(), from_triangle, polish, _TINY_ANGLE
+        )
+        return w, theta, v, u
+    if from_triangle:
+        upper = torch.triu(source, 1)
+        skew = upper - upper.T
+    else:
+        skew = source
+    lam, v = torch.linalg.eigh(skew.T @ skew)  # [n], [n, n]
+    theta = lam.clamp_min(0).sqrt()  # [n]
+    u = v.T @ skew  # [n, n]
+    w = v @ (theta.cos()[:, None] * v.T + _sinc(theta)[:, None] * u)
+    if polish:
+        w = torch.addmm(w, w, w.T @ w, beta=1.5, alpha=-0.5)
+    return w, theta, v, u
+
+
+def _backward(grad_w, theta, v, u, from_triangle: bool) -> torch.Tensor:
+    """dL/dS = -U^T (X + X^T) V^T + V (sinc(theta) o V^T G) with X = F_f o (V^T G V) + F_g o
+    (V^T G U^T): the Daleckii-Krein formula of the module docstring, using S V = -U^T."""
+    if compiled_loops.applies(grad_w):
+        return compiled_loops.loops().skew_exp_backward(
+            grad_w.contiguous(), theta, v, u, from_triangle, _TINY_ANGLE, _TINY_PAIR
+        )
+    dd_cos, dd_sinc = (d.to(grad_w.dtype) for d in divided_differences(theta.double()))
+    g_v = v.T @ grad_w  # V^T G [n, n]
+    inner = dd_cos * (g_v @ v) + dd_sinc * (g_v @ u.T)  # [n, n]
+    grad = torch.addmm(v @ (_sinc(theta)[:, None] * g_v), u.T @ (inner + inner.T), v.T, alpha=-1)
+    if from_triangle:  # through S = A - A^T, A = triu(source, 1): triu(K - K^T, 1)
+        return torch.triu(grad - grad.T, 1)
+    return (grad - grad.T) / 2
 
 
 class _SkewMatrixExp(torch.autograd.Function):
     """exp(S) from S itself (from_triangle False) or from a square matrix whose strict upper
     triangle A gives S = A - A^T (from_triangle True: the skew built inside, so that a training
-    step does not pay the autograd nodes of triu, the transpose and the subtraction)."""
+    step does not pay the autograd nodes of triu, the transpose and the subtraction). With
+    `polish`, the orthogonality polish of parametrizations/orthogonal.py is applied inside, with
+    the identity as its backward (exact on the tangent space; see _PolishOrthogonal there)."""
 
     @staticmethod
-    def forward(ctx, source, from_triangle: bool):
-        if from_triangle:
-            upper = torch.triu(source, 1)
-            skew = upper - upper.T
-        else:
-            skew = source
-        lam, v = torch.linalg.eigh(skew.T @ skew)  # [n], [n, n]
-        theta = lam.clamp_min(0).sqrt()  # [n]
-        sinc_part = (v * _sinc(theta)) @ v.T  # g(M) [n, n]
-        w = torch.addmm(sinc_part @ skew, v * theta.cos(), v.T)  # f(M) + g(M) S
-        ctx.save_for_backward(skew, theta, v, sinc_part)
+    def forward(ctx, source, from_triangle: bool, polish: bool):
+        w, theta, v, u = _forward(source, from_triangle, polish)
+        ctx.save_for_backward(theta, v, u)
         ctx.from_triangle = from_triangle
         return w
 
     @staticmethod
     def backward(ctx, grad_w):
-        skew, theta, v, sinc_part = ctx.saved_tensors
-        dd_cos, dd_sinc = (d.to(grad_w.dtype) for d in _divided_differences(theta.double()))
-        n = v.shape[0]
-        g_v = v.T @ grad_w  # V^T G [n, n]
-        # dL/dM = V (F o V^T G V + F_g o V^T G S^T V) V^T, the second from d(g(M)) S; both
-        # products of g_v in one GEMM
-        both = g_v @ torch.cat([v, skew.T @ v], dim=1)  # [n, 2n]
-        inner = dd_cos * both[:, :n] + dd_sinc * both[:, n:]  # [n, n]
-        grad_m = v @ inner @ v.T
-        # M = S^T S: dL/dS = S (X + X^T); plus g(M)^T G from the explicit factor S.
-        grad = torch.addmm(sinc_part @ grad_w, skew, grad_m + grad_m.T)
-        if ctx.from_triangle:  # through S = A - A^T, A = triu(source, 1): triu(K - K^T, 1)
-            return torch.triu(grad - grad.T, 1), None
-        return (grad - grad.T) / 2, None
+        theta, v, u = ctx.saved_tensors
+        return _backward(grad_w, theta, v, u, ctx.from_triangle), None, None
 
 
 def skew_matrix_exp(skew: torch.Tensor) -> torch.Tensor:
     """exp(skew) [n, n] for a real skew-symmetric float32/float64 skew [n, n], differentiable
     (the gradient is the skew-symmetric part; see the module docstring)."""
-    return _SkewMatrixExp.apply(skew, False)
+    return _SkewMatrixExp.apply(skew, False, False)
 
 
-def triangle_matrix_exp(weight: torch.Tensor) -> torch.Tensor:
+def triangle_matrix_exp(weight: torch.Tensor, polish: bool = False) -> torch.Tensor:
     """exp(A - A^T) [n, n] with A = triu(weight, 1), differentiable in weight (whose diagonal and
-    lower triangle get zero gradient); the same map as skew_matrix_exp of that skew matrix."""
-    return _SkewMatrixExp.apply(weight, True)
+    lower triangle get zero gradient); the same map as skew_matrix_exp of that skew matrix. With
+    `polish`, one orthogonality polish step W (3I - W^T W) / 2 follows, inside the same op."""
+    return _SkewMatrixExp.apply(weight, True, polish)

@@ -1,6 +1,6 @@
 // The CPU time loops of the torch backend's gated (LSTM, GRU/GORU) and complex modReLU
-// recurrences, compiled on first use by trit_rnn/backends/compiled_loops.py (with
-// divided_differences.cpp, the skew exp map's backward coefficients, in the same module).
+// recurrences, compiled on first use by trit_rnn/backends/compiled_loops.py (with skew_exp.cpp,
+// the skew exp map's forward and backward, and workspace.cpp in the same module).
 //
 // Why: a Python loop pays every PyTorch op's dispatch (4-9 us each on a 2-core VM) once per step,
 // and a gated step is a dozen small ops. Here each step is one GEMM (torch's own BLAS) and one
@@ -536,8 +536,11 @@ int64_t parallel_threads(int64_t tasks) {
 
 }  // namespace
 
-// divided_differences.cpp
+// skew_exp.cpp
 std::vector<Tensor> skew_exp_divided_differences(const Tensor& theta, double tiny_angle, double tiny_pair);
+std::vector<Tensor> skew_exp_forward(const Tensor& source, bool from_triangle, bool polish, double tiny_angle);
+Tensor skew_exp_backward(const Tensor& grad_w, const Tensor& theta, const Tensor& v, const Tensor& u,
+                         bool from_triangle, double tiny_angle, double tiny_pair);
 // workspace.cpp
 Tensor workspace_empty_op(at::IntArrayRef sizes, at::ScalarType dtype);
 int64_t set_workspace_limit(int64_t limit_bytes);
@@ -552,6 +555,8 @@ TORCH_LIBRARY(trit_rnn_cpu, m) {
   m.def("complex_modrelu_backward", &complex_modrelu_backward);
   m.def("complex_modrelu_bias_grad", &complex_modrelu_bias_grad);
   m.def("skew_exp_divided_differences", &skew_exp_divided_differences);
+  m.def("skew_exp_forward", &skew_exp_forward);
+  m.def("skew_exp_backward", &skew_exp_backward);
   m.def("parallel_threads", &parallel_threads);
   m.def("workspace_empty", &workspace_empty_op);
   m.def("set_workspace_limit", &set_workspace_limit);
