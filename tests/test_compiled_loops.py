@@ -65,18 +65,25 @@ def test_gru_loops_agree(dtype, nonlinearity, threads, monkeypatch):
 
 @pytest.mark.parametrize("dtype", [torch.float32, F64, torch.bfloat16], ids=str)
 @pytest.mark.parametrize("with_states", [True, False])
-def test_lstm_loops_agree(dtype, with_states, threads, monkeypatch):
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_lstm_loops_agree(dtype, with_states, with_bias, threads, monkeypatch):
+    """With a bias, the compiled loop adds it in its pass and sums d_bias there; the Python loop
+    adds it in the step GEMM and sums d_gates afterwards."""
     g = torch.Generator().manual_seed(1)
     pre = torch.randn(T, B, 4 * H, generator=g).to(dtype)
     weight = (torch.randn(4 * H, H, generator=g) * 0.3).to(dtype)
     h0, c0 = (torch.randn(B, H, generator=g).to(dtype) if with_states else None for _ in range(2))
     grad_out = torch.randn(T, B, H, generator=g).to(dtype)
     grad_hn, grad_cn = (torch.randn(B, H, generator=g).to(dtype) if with_states else None for _ in range(2))
+    bias = torch.randn(4 * H, generator=g).to(dtype) if with_bias else None
 
     def run():
-        outputs, h_n, c_n, gates, cells = torch_gated.lstm_forward(pre, weight, h0, c0)
-        grads = torch_gated.lstm_backward(grad_out, grad_hn, grad_cn, outputs, gates, cells, h0, c0, weight)
-        return (outputs, h_n, c_n, gates, cells, *grads)
+        outputs, h_n, c_n, gates, cells = torch_gated.lstm_forward(pre, weight, h0, c0, bias)
+        *grads, d_bias = torch_gated.lstm_backward(
+            grad_out, grad_hn, grad_cn, outputs, gates, cells, h0, c0, weight, bias_grad=with_bias
+        )
+        assert (d_bias is not None) == with_bias
+        return (outputs, h_n, c_n, gates, cells, *grads, *([d_bias] if with_bias else []))
 
     _assert_all_close(*_both(monkeypatch, run), dtype, "lstm")
 
@@ -155,7 +162,7 @@ def test_strided_inputs_are_made_contiguous(cell, monkeypatch):
     zeros = torch.zeros(1, H, dtype=F64)
     with pytest.raises(RuntimeError, match="time_loops: pre must be contiguous"):
         if cell == "lstm":
-            compiled_loops.loops().lstm_forward(pre, weight.t().contiguous(), zeros, zeros)
+            compiled_loops.loops().lstm_forward(pre, weight.t().contiguous(), None, zeros, zeros)
         else:
             compiled_loops.loops().gru_forward(pre, weight.t().contiguous(), None, zeros, None, 0)
 

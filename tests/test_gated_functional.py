@@ -88,6 +88,27 @@ def test_lstm_matches_reference(backend, dtype, shape, with_states, monkeypatch)
     check("lstm", backend, dtype, make_leaves("lstm", *shape, with_states=with_states))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, F64], ids=str)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_lstm_bias_equals_folding_it_into_pre(backend, dtype, monkeypatch):
+    """lstm_recurrence(..., bias=b) against the float64 reference run on pre + b: values, and the
+    gradients of every leaf, b's included (the torch backend sums it inside its loop)."""
+    backend = select_backend(backend, monkeypatch)
+    pre, w, h0, c0 = make_leaves("lstm", 5, 3, 6, with_states=True)
+    bias = torch.randn(4 * 6, generator=torch.Generator().manual_seed(5), dtype=F64)
+
+    def ours(pre, w, h0, c0, bias):
+        pre, w, h0, c0, bias = cast([pre, w, h0, c0, bias], dtype)
+        return lstm_recurrence(pre, w, h0, c0, bias=bias, backend=backend)
+
+    ref_values, ref_grads = run(
+        lambda pre, w, h0, c0, b: lstm_reference(pre + b, w, h0, c0), [pre, w, h0, c0, bias]
+    )
+    values, grads = run(ours, [pre, w, h0, c0, bias])
+    for k, (a, b) in enumerate(zip([*values, *grads], [*ref_values, *ref_grads], strict=True)):
+        assert_close(a, b, dtype, f"lstm with bias, value or gradient {k}")
+
+
 @pytest.mark.parametrize("nonlinearity", ["tanh", "modrelu", "relu", "identity"])
 @pytest.mark.parametrize("with_states", [True, False])
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
@@ -122,7 +143,9 @@ def test_explicit_triton_runs_the_kernels(monkeypatch):
 
 def test_gated_ops_pass_opcheck():
     pre, w, h0, c0 = (x.float() for x in make_leaves("lstm", 3, 2, 4, with_states=True))
-    torch.library.opcheck(torch.ops.trit_rnn.lstm_recurrence, (pre, w, h0, c0, None, "torch"))
+    torch.library.opcheck(torch.ops.trit_rnn.lstm_recurrence, (pre, w, h0, c0, None, None, "torch"))
+    bias = torch.randn(w.shape[0])
+    torch.library.opcheck(torch.ops.trit_rnn.lstm_recurrence, (pre, w, h0, c0, bias, None, "torch"))
     pre, w, b, h0, act = (
         x.float() for x in make_leaves("gru", 3, 2, 4, with_states=True, nonlinearity="modrelu")
     )
@@ -147,6 +170,16 @@ def test_gated_ops_pass_opcheck():
             lambda: lstm_recurrence(torch.zeros(2, 3, 8), torch.zeros(8, 2, dtype=F64)),
             TypeError,
             ["weight_hh", "dtype"],
+        ),
+        (
+            lambda: lstm_recurrence(torch.zeros(2, 3, 8), torch.zeros(8, 2), bias=torch.zeros(6)),
+            ValueError,
+            ["bias", "(8,)"],
+        ),
+        (
+            lambda: lstm_recurrence(torch.zeros(2, 3, 8), torch.zeros(8, 2), bias=torch.zeros(8, dtype=F64)),
+            TypeError,
+            ["bias", "dtype"],
         ),
         (
             lambda: gru_recurrence(torch.zeros(2, 3, 6), torch.zeros(6, 2), torch.zeros(5)),

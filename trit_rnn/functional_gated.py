@@ -54,6 +54,17 @@ def _check_gated(cell: str, pre, weight_hh, states: dict) -> int:
     return H
 
 
+def _check_bias(bias, name: str, cell: str, pre, H: int) -> None:
+    """A [G*H] bias (or None) on pre's device and dtype."""
+    if bias is None:
+        return
+    gates = GATES[cell]
+    reference = f"pre [T, B, {gates}*H]"
+    check_tensor(bias, name, ndim=1)
+    check_shape(bias, name, (gates * H,), f"{gates} gate blocks of the hidden size taken from {reference}")
+    check_same(bias, name, pre, reference)
+
+
 def _choose_backend(cell: str, backend: str, pre: torch.Tensor, H: int, **shape) -> str:
     dispatch.parse_backend(backend)
     chosen, reason = dispatch.resolve_backend(
@@ -74,13 +85,16 @@ def _ragged(lengths, pre: torch.Tensor, chosen: str):
     return lengths, True
 
 
-def lstm_recurrence(pre, weight_hh, h0=None, c0=None, *, backend="auto", lengths=None):
+def lstm_recurrence(pre, weight_hh, h0=None, c0=None, *, bias=None, backend="auto", lengths=None):
     """The LSTM recurrence, gate order (i, f, g, o) as torch.nn.LSTM:
-    a_t = pre_t + h_{t-1} @ weight_hh^T; c_t = f c_{t-1} + i g; h_t = o tanh(c_t).
+    a_t = pre_t + h_{t-1} @ weight_hh^T + bias; c_t = f c_{t-1} + i g; h_t = o tanh(c_t).
 
     Args:
-        pre: [T, B, 4H] input projection of every step, both biases included (x W_ih^T + b_ih + b_hh).
+        pre: [T, B, 4H] input projection of every step (x W_ih^T, and the biases unless given as bias).
         weight_hh: [4H, H]. h0, c0: [B, H] initial states, zeros when None.
+        bias: None or [4H] (b_ih + b_hh), added at every step. Equal to folding it into pre; on the
+            CPU the compiled loop adds it in its pass and sums its gradient there, which saves two
+            passes over the [T, B, 4H] pre-activations.
         backend: "auto", "torch" or "triton" (see trit_rnn.dispatch).
         lengths: None or one length per sequence in [1, T]: a padded batch, as in
             functional.dense_recurrence (both states stay unchanged past a sequence's end).
@@ -89,11 +103,12 @@ def lstm_recurrence(pre, weight_hh, h0=None, c0=None, *, backend="auto", lengths
         (outputs [T, B, H], h_n [B, H], c_n [B, H]) in pre's dtype.
     """
     H = _check_gated("lstm", pre, weight_hh, {"h0": h0, "c0": c0})
+    _check_bias(bias, "bias", "lstm", pre, H)
     chosen = _choose_backend("lstm", backend, pre, H)
     lengths, by_segments = _ragged(lengths, pre, chosen)
 
     def run(chunk, states, lengths=None):
-        outputs, h_n, c_n, _, _ = _gated_ops.lstm_recurrence_op(chunk, weight_hh, *states, lengths, chosen)
+        outputs, h_n, c_n, _, _ = _gated_ops.lstm_recurrence(chunk, weight_hh, *states, bias, lengths, chosen)
         return outputs, (h_n, c_n)
 
     if by_segments:
@@ -125,12 +140,7 @@ def gru_recurrence(
         (outputs [T, B, H], h_n [B, H]) in pre's dtype.
     """
     H = _check_gated("gru", pre, weight_hh, {"h0": h0})
-    if bias_hh is not None:
-        check_tensor(bias_hh, "bias_hh", ndim=1)
-        check_shape(
-            bias_hh, "bias_hh", (3 * H,), "3 gate blocks of the hidden size taken from pre [T, B, 3*H]"
-        )
-        check_same(bias_hh, "bias_hh", pre, "pre [T, B, 3*H]")
+    _check_bias(bias_hh, "bias_hh", "gru", pre, H)
     nl = Nonlinearity.parse(nonlinearity)
     if nl is Nonlinearity.MODRELU:
         if act_bias is None:

@@ -4,8 +4,9 @@ pass the strides. No maths here (see cells.py, forward.py, backward.py).
 The four entry points implement the contract stated at the top of trit_rnn/backends/torch_gated.py
 with the same signatures and results (plus keyword-only variable lengths and launch config):
 
-    lstm_forward(pre, weight_hh, h0, c0) -> (outputs, h_n, c_n, gates, cells)
-    lstm_backward(grad_out, grad_hn, grad_cn, outputs, gates, cells, h0, c0, weight_hh) -> (d_gates, dh0, dc0)
+    lstm_forward(pre, weight_hh, h0, c0, bias=None) -> (outputs, h_n, c_n, gates, cells)
+    lstm_backward(grad_out, grad_hn, grad_cn, outputs, gates, cells, h0, c0, weight_hh, bias_grad=False)
+        -> (d_gates, dh0, dc0, d_bias)
     gru_forward(pre, weight_hh, bias_hh, h0) -> (outputs, h_n, gates, hidden_n)
     gru_backward(grad_out, grad_hn, outputs, gates, hidden_n, h0, weight_hh) -> (d_pre, d_hidden, dh0)
 
@@ -391,11 +392,16 @@ def _forward_launch(
 
 
 def lstm_forward(
-    pre, weight_hh, h0, c0, *, lengths: torch.Tensor | None = None, config: Config | None = None
+    pre, weight_hh, h0, c0, bias=None, *, lengths: torch.Tensor | None = None, config: Config | None = None
 ):
     """The LSTM forward of the contract (trit_rnn/backends/torch_gated.py): (outputs [T, B, H],
     h_n, c_n [B, H]) in pre's dtype, (gates [T, B, 4H], cells [T, B, H]) in the state dtype.
-    lengths: variable lengths (module docstring)."""
+    bias [4H] is added to pre before the launch (one elementwise pass on the GPU; the kernel
+    reads pre once either way). lengths: variable lengths (module docstring)."""
+    if bias is not None:
+        if bias.shape != (pre.shape[-1],):
+            raise ValueError(f"bias must be [{pre.shape[-1]}], got {tuple(bias.shape)}")
+        pre = (pre.to(_state_dtype(pre.dtype)) + bias.to(_state_dtype(pre.dtype))).to(pre.dtype)
     run, outputs, h_n, c_n, gates, cells = _forward_launch(
         "lstm", pre, weight_hh, None, h0, c0, lengths=lengths
     )
@@ -525,19 +531,20 @@ def lstm_backward(
     h0,
     c0,
     weight_hh,
+    bias_grad=False,
     *,
     lengths: torch.Tensor | None = None,
     config: Config | None = None,
 ):
     """The LSTM backward of the contract (trit_rnn/backends/torch_gated.py): d_gates [T, B, 4H]
-    (the gradient of pre), dh0 and dc0 [B, H], in the state dtype. h0 is not read (it enters the
-    weight gradient only, which the caller computes). lengths: those of the forward (module
-    docstring)."""
+    (the gradient of pre), dh0 and dc0 [B, H], and d_bias [4H] = the sum of d_gates over steps and
+    rows when bias_grad (else None), in the state dtype. h0 is not read (it enters the weight
+    gradient only, which the caller computes). lengths: those of the forward (module docstring)."""
     run, d_gates, _, dh0, dc0 = _backward_launch(
         "lstm", grad_out, grad_hn, grad_cn, outputs, gates, cells, h0, c0, weight_hh, lengths=lengths
     )
     _launch("lstm_bwd", run, outputs, outputs.shape[2], outputs.shape[1], config, lengths is not None)
-    return d_gates, dh0, dc0
+    return d_gates, dh0, dc0, d_gates.sum((0, 1)) if bias_grad else None
 
 
 def gru_backward(

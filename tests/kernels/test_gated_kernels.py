@@ -201,7 +201,7 @@ def test_lstm_forward_backward_match_float64_reference(case):
     for name, actual, expected in zip(("outputs", "h_n", "c_n", "gates", "cells"), (outputs, h_n, c_n, gates, cells), ref, strict=True):  # fmt: skip
         assert_close(actual, expected, dtype, name)
 
-    d_gates, dh0, dc0 = lstm_backward(
+    d_gates, dh0, dc0, _ = lstm_backward(
         _layout(grad_out, pre_layout), grad_hn, grad_cn, outputs, gates, cells, h0, c0, weight, **kwargs
     )
     assert d_gates.dtype == dh0.dtype == dc0.dtype == compute
@@ -295,13 +295,13 @@ def test_kernels_match_the_torch_backend():
     T, B, H = 4, 3, 12
     h0, c0 = torch.randn(B, H), torch.randn(B, H)
     grad_out, grad_hn, grad_cn = torch.randn(T, B, H), torch.randn(B, H), torch.randn(B, H)
-    pre, weight = torch.randn(T, B, 4 * H), torch.randn(4 * H, H) / H**0.5
-    fwd = lstm_forward(pre, weight, h0, c0, config=BLOCK16)
-    ref = torch_gated.lstm_forward(pre, weight, h0, c0)
+    pre, weight, bias = torch.randn(T, B, 4 * H), torch.randn(4 * H, H) / H**0.5, torch.randn(4 * H)
+    fwd = lstm_forward(pre, weight, h0, c0, bias, config=BLOCK16)
+    ref = torch_gated.lstm_forward(pre, weight, h0, c0, bias)
     for actual, expected in zip(fwd, ref, strict=True):
         assert_close(actual, expected, torch.float32, "lstm forward")
-    bwd = lstm_backward(grad_out, grad_hn, grad_cn, *fwd[:1], *fwd[3:], h0, c0, weight, config=BLOCK16)
-    ref = torch_gated.lstm_backward(grad_out, grad_hn, grad_cn, ref[0], ref[3], ref[4], h0, c0, weight)
+    bwd = lstm_backward(grad_out, grad_hn, grad_cn, *fwd[:1], *fwd[3:], h0, c0, weight, True, config=BLOCK16)
+    ref = torch_gated.lstm_backward(grad_out, grad_hn, grad_cn, ref[0], ref[3], ref[4], h0, c0, weight, True)
     for actual, expected in zip(bwd, ref, strict=True):
         assert_close(actual, expected, torch.float32, "lstm backward")
 

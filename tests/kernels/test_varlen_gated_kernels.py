@@ -124,7 +124,7 @@ def test_varlen_lstm_matches_each_sequence_alone(case):
     backward = lstm_backward(
         _pad_nan(grad_out, lengths), grad_hn, grad_cn, outputs, gates, cells, h0, c0, weight,
         lengths=lengths.to(torch.int32), config=BLOCK16,
-    )  # fmt: skip
+    )[:3]  # fmt: skip
     expected = (
         _assemble([r[0] for r in bwd_parts], T, lengths),
         torch.cat([r[1] for r in bwd_parts]),
@@ -221,9 +221,11 @@ def test_full_lengths_are_bit_identical_to_no_lengths():
     masked = lstm_forward(pre, weight, h0, c0, lengths=full, config=BLOCK16)
     for a, b in zip(plain, masked, strict=True):
         assert torch.equal(a, b)
-    plain = lstm_backward(grad_out, grad_hn, grad_cn, plain[0], *plain[3:], h0, c0, weight, config=BLOCK16)
+    plain = lstm_backward(
+        grad_out, grad_hn, grad_cn, plain[0], *plain[3:], h0, c0, weight, True, config=BLOCK16
+    )
     masked = lstm_backward(
-        grad_out, grad_hn, grad_cn, masked[0], *masked[3:], h0, c0, weight,
+        grad_out, grad_hn, grad_cn, masked[0], *masked[3:], h0, c0, weight, True,
         lengths=full.to(torch.int32), config=BLOCK16,
     )  # fmt: skip
     for a, b in zip(plain, masked, strict=True):

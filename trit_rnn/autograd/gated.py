@@ -7,7 +7,8 @@ reaches the Triton kernels only (see trit_rnn/varlen.py); the per-step gradients
 sequence's end, so the bulk sums below need no lengths. The weight and bias
 gradients are GEMMs and sums over all steps at once, done here in PyTorch:
     d weight_hh = sum_t d_t^T h_{t-1}     (d = d_gates for LSTM, d_hidden for GRU)
-    d bias_hh   = sum_{t,b} d_hidden      (GRU; the LSTM's bias_hh sits in pre)
+    d bias_hh   = sum_{t,b} d_hidden      (GRU; the LSTM's bias = b_ih + b_hh: the backend's
+                                           d_bias, summed in the torch backend's loop)
     d act_bias  = sum_{t,b} d a_n sign(n)  (GORU's modReLU candidate)
 """
 
@@ -16,6 +17,7 @@ import torch
 from ..backends import cpu_gemm, torch_gated
 from ..backends.torch_dense import compute_dtype
 from ..varlen import lengths_keyword
+from . import eager
 
 
 def backend_impl(backend: str):
@@ -51,20 +53,23 @@ def _state_grad(grad: torch.Tensor, state: torch.Tensor | None, needed: bool):
 # LSTM
 
 
-@torch.library.custom_op("trit_rnn::lstm_recurrence", mutates_args=())
-def lstm_recurrence_op(
+def _lstm_recurrence(
     pre: torch.Tensor,
     weight_hh: torch.Tensor,
     h0: torch.Tensor | None,
     c0: torch.Tensor | None,
+    bias: torch.Tensor | None,
     lengths: torch.Tensor | None,
     backend: str,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    return backend_impl(backend).lstm_forward(pre, weight_hh, h0, c0, **lengths_keyword(lengths))
+    return backend_impl(backend).lstm_forward(pre, weight_hh, h0, c0, bias, **lengths_keyword(lengths))
+
+
+lstm_recurrence_op = torch.library.custom_op("trit_rnn::lstm_recurrence", mutates_args=())(_lstm_recurrence)
 
 
 @lstm_recurrence_op.register_fake
-def _lstm_fake(pre, weight_hh, h0, c0, lengths, backend):
+def _lstm_fake(pre, weight_hh, h0, c0, bias, lengths, backend):
     T, B, G = pre.shape
     H = G // 4
     dtype = compute_dtype(pre.dtype)
@@ -77,8 +82,7 @@ def _lstm_fake(pre, weight_hh, h0, c0, lengths, backend):
     )
 
 
-@torch.library.custom_op("trit_rnn::lstm_recurrence_backward", mutates_args=())
-def lstm_recurrence_backward_op(
+def _lstm_recurrence_backward(
     grad_out: torch.Tensor,
     grad_hn: torch.Tensor | None,
     grad_cn: torch.Tensor | None,
@@ -88,46 +92,66 @@ def lstm_recurrence_backward_op(
     h0: torch.Tensor | None,
     c0: torch.Tensor | None,
     weight_hh: torch.Tensor,
+    bias_grad: bool,
     lengths: torch.Tensor | None,
     backend: str,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    return backend_impl(backend).lstm_backward(
-        grad_out, grad_hn, grad_cn, outputs, gates, cells, h0, c0, weight_hh, **lengths_keyword(lengths)
-    )
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(d_gates, dh0, dc0, d_bias): d_bias [4H] when bias_grad, else empty [0] (an op returns tensors)."""
+    d_gates, dh0, dc0, d_bias = backend_impl(backend).lstm_backward(
+        grad_out, grad_hn, grad_cn, outputs, gates, cells, h0, c0, weight_hh, bias_grad, **lengths_keyword(lengths)
+    )  # fmt: skip
+    return d_gates, dh0, dc0, d_bias if d_bias is not None else d_gates.new_empty(0)
+
+
+lstm_recurrence_backward_op = torch.library.custom_op("trit_rnn::lstm_recurrence_backward", mutates_args=())(
+    _lstm_recurrence_backward
+)
 
 
 @lstm_recurrence_backward_op.register_fake
 def _lstm_backward_fake(
-    grad_out, grad_hn, grad_cn, outputs, gates, cells, h0, c0, weight_hh, lengths, backend
+    grad_out, grad_hn, grad_cn, outputs, gates, cells, h0, c0, weight_hh, bias_grad, lengths, backend
 ):
     T, B, H = outputs.shape
-    return gates.new_empty((T, B, 4 * H)), gates.new_empty((B, H)), gates.new_empty((B, H))
+    new = gates.new_empty
+    return new((T, B, 4 * H)), new((B, H)), new((B, H)), new((4 * H if bias_grad else 0,))
 
 
 def _lstm_setup_context(ctx, inputs, output):
-    pre, weight_hh, h0, c0, lengths, backend = inputs
+    pre, weight_hh, h0, c0, bias, lengths, backend = inputs
     outputs, _, _, gates, cells = output
     ctx.mark_non_differentiable(gates, cells)
     ctx.set_materialize_grads(False)  # no [T, B, 4H] zeros for the saved activations' gradients
     ctx.save_for_backward(outputs, gates, cells, h0, c0, weight_hh, lengths)
     ctx.backend = backend
     ctx.pre_dtype = pre.dtype
+    ctx.bias_dtype = bias.dtype if bias is not None else None
 
 
 def _lstm_backward(ctx, grad_out, grad_hn, grad_cn, _grad_gates, _grad_cells):
     outputs, gates, cells, h0, c0, weight_hh, lengths = ctx.saved_tensors
-    needs_pre, needs_weight, needs_h0, needs_c0 = ctx.needs_input_grad[:4]
+    needs_pre, needs_weight, needs_h0, needs_c0, needs_bias = ctx.needs_input_grad[:5]
+    bias_grad = ctx.bias_dtype is not None and needs_bias
     if grad_out is None:
         grad_out = torch.zeros_like(outputs)
-    d_gates, dh0, dc0 = lstm_recurrence_backward_op(
-        grad_out, grad_hn, grad_cn, outputs, gates, cells, h0, c0, weight_hh, lengths, ctx.backend
-    )
+    d_gates, dh0, dc0, d_bias = eager.call(
+        lstm_recurrence_backward_op, _lstm_recurrence_backward,
+        grad_out, grad_hn, grad_cn, outputs, gates, cells, h0, c0, weight_hh, bias_grad, lengths, ctx.backend,
+    )  # fmt: skip
     d_pre = d_gates.to(ctx.pre_dtype) if needs_pre else None
     d_weight = _weight_grad(d_gates, outputs, h0).to(weight_hh.dtype) if needs_weight else None
-    return d_pre, d_weight, _state_grad(dh0, h0, needs_h0), _state_grad(dc0, c0, needs_c0), None, None
+    d_bias = d_bias.to(ctx.bias_dtype) if bias_grad else None
+    d_h0, d_c0 = _state_grad(dh0, h0, needs_h0), _state_grad(dc0, c0, needs_c0)
+    return d_pre, d_weight, d_h0, d_c0, d_bias, None, None
 
 
 lstm_recurrence_op.register_autograd(_lstm_backward, setup_context=_lstm_setup_context)
+LstmRecurrence = eager.eager_function("LstmRecurrence", _lstm_recurrence, _lstm_setup_context, _lstm_backward)
+
+
+def lstm_recurrence(pre, weight_hh, h0, c0, bias, lengths, backend: str):
+    """The op while torch.compile traces, else its eager twin (autograd/eager.py)."""
+    return eager.call(lstm_recurrence_op, LstmRecurrence, pre, weight_hh, h0, c0, bias, lengths, backend)
 
 
 # --------------------------------------------------------------------------------------------

@@ -8,18 +8,20 @@ state_dicts load unchanged. Storage dtype float32/float64/bfloat16/float16; the 
 accumulation are compute_dtype (float64 for float64, else float32). All returned tensors are new.
 
 LSTM, G = 4 blocks (i, f, g, o) of H columns:
-    a_t = pre_t + h_{t-1} @ weight_hh^T                 pre [T, B, 4H] holds x W_ih^T + b_ih + b_hh
+    a_t = pre_t + h_{t-1} @ weight_hh^T + bias         pre [T, B, 4H] holds x W_ih^T (+ biases)
     i, f, o = sigmoid(a_i, a_f, a_o),  g = tanh(a_g)
     c_t = f * c_{t-1} + i * g,         h_t = o * tanh(c_t)
 
-lstm_forward(pre, weight_hh, h0, c0) -> (outputs, h_n, c_n, gates, cells)
-    weight_hh [4H, H]; h0, c0 [B, H] or None (zeros). outputs [T, B, H] = h_1..h_T and h_n, c_n
-    [B, H] in pre's dtype; gates [T, B, 4H] = (i, f, g, o) after their activations and cells
-    [T, B, H] = c_1..c_T, in compute_dtype (what the backward reads).
-lstm_backward(grad_out, grad_hn, grad_cn, outputs, gates, cells, h0, c0, weight_hh)
-        -> (d_gates, dh0, dc0)
+lstm_forward(pre, weight_hh, h0, c0, bias=None) -> (outputs, h_n, c_n, gates, cells)
+    weight_hh [4H, H]; h0, c0 [B, H] or None (zeros); bias [4H] or None (b_ih + b_hh, or in pre).
+    outputs [T, B, H] = h_1..h_T and h_n, c_n [B, H] in pre's dtype; gates [T, B, 4H] =
+    (i, f, g, o) after their activations and cells [T, B, H] = c_1..c_T, in compute_dtype (what
+    the backward reads).
+lstm_backward(grad_out, grad_hn, grad_cn, outputs, gates, cells, h0, c0, weight_hh, bias_grad=False)
+        -> (d_gates, dh0, dc0, d_bias)
     grad_out [T, B, H] (never None), grad_hn / grad_cn [B, H] or None. d_gates [T, B, 4H] is the
-    gradient of a_t (so of pre), dh0 / dc0 [B, H], all in compute_dtype:
+    gradient of a_t (so of pre), dh0 / dc0 [B, H], d_bias [4H] = sum_{t,b} d_gates when bias_grad
+    (else None), all in compute_dtype:
         dh_t = grad_out_t + d_gates_{t+1} @ weight_hh   (dh_T = grad_out_T + grad_hn)
         dc_t = dc_{t+1} * f_{t+1} + dh_t * o (1 - tanh(c_t)^2)   (dc_T's first term is grad_cn)
         d a_i = dc_t g i (1 - i),  d a_f = dc_t c_{t-1} f (1 - f),  d a_g = dc_t i (1 - g^2),
@@ -100,20 +102,21 @@ def _steps_of(pre: torch.Tensor, dtype) -> torch.Tensor:
     return pre.to(dtype, memory_format=torch.contiguous_format)
 
 
-def lstm_forward(pre, weight_hh, h0, c0):
+def lstm_forward(pre, weight_hh, h0, c0, bias=None):
     """The LSTM forward of the contract above."""
     T, B, G = pre.shape
     H = G // 4
     dtype = compute_dtype(pre.dtype)
+    bias = bias.to(dtype).contiguous() if bias is not None else None
     if T > 0 and compiled_loops.applies(pre, weight_hh):
         h, c = (_initial(s, B, H, dtype, pre.device).contiguous() for s in (h0, c0))
         w_t = weight_hh.to(dtype).t().contiguous()  # [H, 4H]
         outputs, gates, cells = compiled_loops.loops().lstm_forward(
-            _steps_of(pre, dtype).contiguous(), w_t, h, c
+            _steps_of(pre, dtype).contiguous(), w_t, bias, h, c
         )
         last = (outputs[T - 1].to(pre.dtype, copy=True), cells[T - 1].to(pre.dtype, copy=True))
         return outputs.to(pre.dtype), *last, gates, cells
-    gemm = StepGemm(weight_hh.to(dtype), B)  # pre_t + h @ W^T
+    gemm = StepGemm(weight_hh.to(dtype), B, bias)  # pre_t + h @ W^T + bias
     gates = torch.empty((T, B, G), dtype=dtype, device=pre.device)
     cells = torch.empty((T, B, H), dtype=dtype, device=pre.device)
     outputs = torch.empty((T, B, H), dtype=dtype, device=pre.device)
@@ -147,8 +150,8 @@ def _lstm_coefficients(gates, cells, c_first):
     return k_gates, k_cell
 
 
-def lstm_backward(grad_out, grad_hn, grad_cn, outputs, gates, cells, h0, c0, weight_hh):
-    """The LSTM backward of the contract above."""
+def lstm_backward(grad_out, grad_hn, grad_cn, outputs, gates, cells, h0, c0, weight_hh, bias_grad=False):
+    """The LSTM backward of the contract above (d_bias summed inside the compiled loop's pass)."""
     T, B, H = outputs.shape
     dtype = gates.dtype
     w = weight_hh.to(dtype)  # [4H, H]
@@ -158,8 +161,10 @@ def lstm_backward(grad_out, grad_hn, grad_cn, outputs, gates, cells, h0, c0, wei
     dh = grad[T - 1] if grad_hn is None else grad[T - 1] + grad_hn.to(dtype)
     if compiled_loops.applies(gates, w):
         operands = (grad, dh, dc, gates, cells, c0, w)
-        d_gates, dc0 = compiled_loops.loops().lstm_backward(*(t.contiguous() for t in operands))
-        return d_gates, d_gates[0] @ w, dc0
+        d_gates, dc0, d_bias = compiled_loops.loops().lstm_backward(
+            *(t.contiguous() for t in operands), bias_grad
+        )
+        return d_gates, d_gates[0] @ w, dc0, d_bias if bias_grad else None
     grad_steps = grad.unbind(0)
     gemm = StepGemm(w.t(), B)  # d_gates @ W
     d_gates = torch.empty((T, B, 4 * H), dtype=dtype, device=gates.device)
@@ -178,7 +183,8 @@ def lstm_backward(grad_out, grad_hn, grad_cn, outputs, gates, cells, h0, c0, wei
             d = d_steps[t]
             torch.mul(k[:, : 3 * H].view(B, 3, H), dc.unsqueeze(1), out=d[:, : 3 * H].view(B, 3, H))
             torch.mul(k[:, 3 * H :], dh, out=d[:, 3 * H :])
-    return d_gates, d_gates[0] @ w, dc * gates[0, :, H : 2 * H]
+    d_bias = d_gates.sum((0, 1)) if bias_grad else None
+    return d_gates, d_gates[0] @ w, dc * gates[0, :, H : 2 * H], d_bias
 
 
 def _candidate_(a: torch.Tensor, nonlinearity: Nonlinearity, act_bias, scratch) -> None:

@@ -22,6 +22,7 @@
 #include <ATen/ops/zeros.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <mutex>
@@ -143,8 +144,8 @@ inline std::vector<Tensor> step_rows(const Tensor& x, int64_t b0, int64_t rows) 
 // buffer (pre_t is added in the pass: addmm_out would copy it first), then pass(t, q, h_prev)
 // with q [rows, N] and h_{t-1} [rows, H]; the pass writes h_t into outputs, the next GEMM's input.
 template <typename T, typename Pass>
-inline void forward_rows(const Tensor& weight_t, const Tensor& h0, const Tensor& outputs, int64_t b0,
-                         int64_t rows, const Pass& pass) {
+inline void forward_rows(const Tensor& weight_t, const Tensor& h0, const Tensor& outputs,
+                         int64_t b0, int64_t rows, const Pass& pass) {
   Tensor q = at::empty({rows, weight_t.size(1)}, outputs.options());  // [rows, N]
   const std::vector<Tensor> states = step_rows(outputs, b0, rows);    // T x [rows, H]
   Tensor h = h0.narrow(0, b0, rows);                                  // [rows, H]
@@ -282,10 +283,13 @@ std::vector<Tensor> gru_backward(const Tensor& grad_out, const Tensor& dh_last, 
 // ---------------------------------------------------------------------------------------------
 // LSTM
 
+// bias [4H] (or none) is added in the pass: folded into pre by the caller it would cost a pass
+// over [T, B, 4H] (131 MB at T = 1000, B = 32, H = 256) and its gradient another.
 template <typename T>
-void lstm_forward_impl(const Tensor& pre, const Tensor& weight_t, const Tensor& h0, const Tensor& c0,
-                       Tensor& outputs, Tensor& gates, Tensor& cells) {
+void lstm_forward_impl(const Tensor& pre, const Tensor& weight_t, const std::optional<Tensor>& bias,
+                       const Tensor& h0, const Tensor& c0, Tensor& outputs, Tensor& gates, Tensor& cells) {
   const int64_t B = pre.size(1), H = pre.size(2) / 4;
+  const T* bias_p = bias ? bias->data_ptr<T>() : nullptr;  // [4H]
   for_row_blocks(B, [&](int64_t b0, int64_t rows) {
     forward_rows<T>(weight_t, h0, outputs, b0, rows, [&](int64_t t, const T* q_t, const T*) {
       const T* c_prev = t > 0 ? step_row<T>(cells, t - 1, b0) : c0.data_ptr<T>() + b0 * H;  // [rows, H]
@@ -296,7 +300,10 @@ void lstm_forward_impl(const Tensor& pre, const Tensor& weight_t, const Tensor& 
       for (int64_t b = 0; b < rows; ++b) {
         const T *qq = q_t + b * 4 * H, *p = p_t + b * 4 * H, *cp = c_prev + b * H;
         T *gt = g_t + b * 4 * H, *ct = c_t + b * H, *ht = h_t + b * H;
-        auto a = [&](int64_t k, int64_t j, int64_t n) { return load(p + k * H + j, n) + load(qq + k * H + j, n); };
+        auto a = [&](int64_t k, int64_t j, int64_t n) {
+          auto v = load(p + k * H + j, n) + load(qq + k * H + j, n);
+          return bias_p ? v + load(bias_p + k * H + j, n) : v;
+        };
         for_lanes<T>(H, [&](int64_t j, int64_t n) {
           auto i = sigmoid(a(0, j, n)), f = sigmoid(a(1, j, n));
           auto g = fast_tanh(a(2, j, n)), o = sigmoid(a(3, j, n));
@@ -313,28 +320,39 @@ void lstm_forward_impl(const Tensor& pre, const Tensor& weight_t, const Tensor& 
   });
 }
 
-std::vector<Tensor> lstm_forward(const Tensor& pre, const Tensor& weight_t, const Tensor& h0, const Tensor& c0) {
+std::vector<Tensor> lstm_forward(const Tensor& pre, const Tensor& weight_t, const std::optional<Tensor>& bias,
+                                 const Tensor& h0, const Tensor& c0) {
   check_contiguous({{"pre", &pre}, {"h0", &h0}, {"c0", &c0}});
+  if (bias) check_contiguous({{"bias", &*bias}});
   const int64_t T_ = pre.size(0), B = pre.size(1), H = pre.size(2) / 4;
   Tensor outputs = workspace_empty({T_, B, H}, pre.options());
   Tensor gates = workspace_empty({T_, B, 4 * H}, pre.options());
   Tensor cells = workspace_empty({T_, B, H}, pre.options());
   AT_DISPATCH_FLOATING_TYPES(pre.scalar_type(), "lstm_forward", [&] {
-    lstm_forward_impl<scalar_t>(pre, weight_t, h0, c0, outputs, gates, cells);
+    lstm_forward_impl<scalar_t>(pre, weight_t, bias, h0, c0, outputs, gates, cells);
   });
   return {outputs, gates, cells};
 }
 
 // d_gates [T, B, 4H]; dc carries dc_{t+1} f_{t+1} between steps and ends as dc0 = dc_1 f_1.
+// With d_bias defined it also sums d_gates over every step and row into d_bias [4H] (the bias's
+// gradient, read back from the pass instead of from a [T, B, 4H] buffer): each step's rows in T,
+// then across steps in double, and the row blocks in order, so that the sum is deterministic.
 template <typename T>
 void lstm_backward_impl(const Tensor& grad_out, const Tensor& dh_last, const Tensor& gates, const Tensor& cells,
-                        const Tensor& c0, const Tensor& weight, Tensor& d_gates, Tensor& dc) {
+                        const Tensor& c0, const Tensor& weight, Tensor& d_gates, Tensor& dc, Tensor& d_bias) {
   const int64_t T_ = cells.size(0), B = cells.size(1), H = cells.size(2);
   const Vectorized<T> one(T(1));
+  const bool sums = d_bias.defined();
+  std::mutex mutex;
+  std::vector<std::pair<int64_t, std::vector<double>>> block_sums;  // (b0, [4H]) per row block
   for_row_blocks(B, [&](int64_t b0, int64_t rows) {
     Tensor q = at::empty({rows, H}, cells.options());                 // [rows, H] d_gates_{t+1} @ W
     const std::vector<Tensor> d_steps = step_rows(d_gates, b0, rows);  // T x [rows, 4H]
     T* dc_p = dc.data_ptr<T>() + b0 * H;                               // [rows, H]
+    std::vector<T> step_sum(sums ? 4 * H : 0);                         // [4H] this step's rows
+    std::vector<double> total(sums ? 4 * H : 0);                       // [4H] every step so far
+    T* ss = step_sum.data();
     for (int64_t t = T_ - 1; t >= 0; --t) {
       // dh_t = grad_out_t + d_gates_{t+1} @ W (dh_last at t = T-1), summed in the pass
       const bool last = t == T_ - 1;
@@ -355,28 +373,50 @@ void lstm_backward_impl(const Tensor& grad_out, const Tensor& dh_last, const Ten
           auto tanh_c = fast_tanh(load(ct + j, n));
           auto g_h = d2 ? load(d1 + j, n) + load(d2 + j, n) : load(d1 + j, n);
           auto g_c = load(dcb + j, n) + g_h * o * (one - tanh_c * tanh_c);
-          (g_c * g * i * (one - i)).store(dg + j, n);
-          (g_c * load(cp + j, n) * f * (one - f)).store(dg + H + j, n);
-          (g_c * i * (one - g * g)).store(dg + 2 * H + j, n);
-          (g_h * tanh_c * o * (one - o)).store(dg + 3 * H + j, n);
+          const Vectorized<T> d[4] = {g_c * g * i * (one - i), g_c * load(cp + j, n) * f * (one - f),
+                                      g_c * i * (one - g * g), g_h * tanh_c * o * (one - o)};
+          for (int64_t k = 0; k < 4; ++k) {
+            d[k].store(dg + k * H + j, n);
+            if (sums) {
+              T* s_k = ss + k * H + j;
+              (b == 0 ? d[k] : load(s_k, n) + d[k]).store(s_k, n);
+            }
+          }
           (g_c * f).store(dcb + j, n);
         });
       }
+      for (int64_t k = 0; k < int64_t(total.size()); ++k) total[k] += double(ss[k]);
+    }
+    if (sums) {
+      std::lock_guard<std::mutex> lock(mutex);
+      block_sums.emplace_back(b0, std::move(total));
     }
   });
+  if (!sums) return;
+  std::sort(block_sums.begin(), block_sums.end());
+  std::vector<double> sum(4 * H, 0.0);
+  for (const auto& [b0, part] : block_sums) {
+    for (int64_t k = 0; k < 4 * H; ++k) sum[k] += part[k];
+  }
+  T* out = d_bias.data_ptr<T>();
+  for (int64_t k = 0; k < 4 * H; ++k) out[k] = T(sum[k]);
 }
 
+// Returns {d_gates, dc0, d_bias}: d_bias [4H] = sum of d_gates when bias_grad, else empty [0].
 std::vector<Tensor> lstm_backward(const Tensor& grad_out, const Tensor& dh_last, const Tensor& dc_last,
-                                  const Tensor& gates, const Tensor& cells, const Tensor& c0, const Tensor& weight) {
+                                  const Tensor& gates, const Tensor& cells, const Tensor& c0, const Tensor& weight,
+                                  bool bias_grad) {
   check_contiguous({{"grad_out", &grad_out}, {"dh_last", &dh_last}, {"dc_last", &dc_last}, {"gates", &gates},
                     {"cells", &cells}, {"c0", &c0}});
   const int64_t T_ = cells.size(0), B = cells.size(1), H = cells.size(2);
   Tensor d_gates = workspace_empty({T_, B, 4 * H}, cells.options());
   Tensor dc = dc_last.clone();
+  Tensor d_bias = at::empty({bias_grad ? 4 * H : 0}, cells.options());
+  Tensor sums = bias_grad ? d_bias : Tensor();
   AT_DISPATCH_FLOATING_TYPES(cells.scalar_type(), "lstm_backward", [&] {
-    lstm_backward_impl<scalar_t>(grad_out, dh_last, gates, cells, c0, weight, d_gates, dc);
+    lstm_backward_impl<scalar_t>(grad_out, dh_last, gates, cells, c0, weight, d_gates, dc, sums);
   });
-  return {d_gates, dc};
+  return {d_gates, dc, d_bias};
 }
 
 // ---------------------------------------------------------------------------------------------
