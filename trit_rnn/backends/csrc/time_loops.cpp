@@ -107,6 +107,12 @@ inline Vectorized<T> load(const T* p, int64_t n) {
   return Vectorized<T>::loadu(p, n);
 }
 
+// v + bias[offset..] where a bias is given (bias null: none), as the gated passes add theirs.
+template <typename T>
+inline Vectorized<T> plus_bias(const Vectorized<T>& v, const T* bias, int64_t offset, int64_t n) {
+  return bias ? v + load(bias + offset, n) : v;
+}
+
 // body(b0, rows) for contiguous blocks of batch rows, one block per intra-op thread. The rows of
 // a batch are independent sequences, so each thread walks the whole time loop for its own rows,
 // one single-threaded GEMM of [rows, K] per step (MKL runs single-threaded inside the region), and
@@ -176,8 +182,7 @@ void gru_forward_impl(const Tensor& pre, const Tensor& weight_t, const std::opti
         const T *p = p_t + b * 3 * H, *qq = q_t + b * 3 * H, *hb = hp + b * H;
         T *a = a_t + b * 3 * H, *qn = qn_t + b * H, *ho = h_t + b * H;
         auto qv = [&](int64_t k, int64_t j, int64_t n) {
-          auto v = load(qq + k * H + j, n);
-          return bh ? v + load(bh + k * H + j, n) : v;
+          return plus_bias(load(qq + k * H + j, n), bh, k * H + j, n);
         };
         for_lanes<T>(H, [&](int64_t j, int64_t n) {
           auto r = sigmoid(load(p + j, n) + qv(0, j, n));
@@ -301,8 +306,7 @@ void lstm_forward_impl(const Tensor& pre, const Tensor& weight_t, const std::opt
         const T *qq = q_t + b * 4 * H, *p = p_t + b * 4 * H, *cp = c_prev + b * H;
         T *gt = g_t + b * 4 * H, *ct = c_t + b * H, *ht = h_t + b * H;
         auto a = [&](int64_t k, int64_t j, int64_t n) {
-          auto v = load(p + k * H + j, n) + load(qq + k * H + j, n);
-          return bias_p ? v + load(bias_p + k * H + j, n) : v;
+          return plus_bias(load(p + k * H + j, n) + load(qq + k * H + j, n), bias_p, k * H + j, n);
         };
         for_lanes<T>(H, [&](int64_t j, int64_t n) {
           auto i = sigmoid(a(0, j, n)), f = sigmoid(a(1, j, n));
