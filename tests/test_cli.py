@@ -54,3 +54,21 @@ def test_resources_reports_a_compiled_config(capsys):
     for r in records:
         assert r["hidden_size"] == 64 and r["config"] == "BLOCK_B=16,w8,s1"
         assert r["registers"] > 0 and r["spill_bytes"] == 0 and r["fits"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "budget"),
+    [([], 1.5), (["--hidden", "256"], float("inf")), (["--seq-len", "1000"], float("inf")),
+     (["--hidden", "256", "--max-call-seconds", "3"], 3.0)],
+)  # fmt: skip
+def test_bench_time_budget_is_the_default_sweeps(argv, budget):
+    """Shapes asked for on the command line run for every contestant: no peer is left out as too
+    slow unless --max-call-seconds asks for it."""
+    from trit_rnn.perf.device import detect
+    from trit_rnn.perf.sweep import default_spec
+
+    from trit_rnn.cli import bench_spec, build_parser
+
+    args = build_parser().parse_args(["bench", "--cells", "lstm,torch_lstm", *argv])
+    spec = bench_spec(args, default_spec(detect("cpu"), args.cells))
+    assert spec.max_call_seconds == budget

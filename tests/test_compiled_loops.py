@@ -25,6 +25,14 @@ def threads(request):
     torch.set_num_threads(before)
 
 
+@pytest.fixture(params=["mkl", "packed"])
+def loop_gemm(request, monkeypatch):
+    """The step GEMM of the compiled loops forced to MKL or to the packed kernel (float32 and
+    complex64 only: float64 always takes MKL)."""
+    monkeypatch.setenv("TRIT_RNN_LOOP_GEMM", request.param)
+    return request.param
+
+
 def _both(monkeypatch, run):
     """run() on the compiled loops, then on the Python loops."""
     assert compiled_loops.loops() is not None, "the compiled CPU loops did not build here"
@@ -42,7 +50,7 @@ def _assert_all_close(compiled, python, dtype, what):
 
 @pytest.mark.parametrize("dtype", [torch.float32, F64], ids=str)
 @pytest.mark.parametrize("nonlinearity", ["tanh", "modrelu", "relu", "identity"])
-def test_gru_loops_agree(dtype, nonlinearity, threads, monkeypatch):
+def test_gru_loops_agree(dtype, nonlinearity, threads, loop_gemm, monkeypatch):
     g = torch.Generator().manual_seed(0)
     pre = torch.randn(T, B, 3 * H, generator=g, dtype=dtype)
     weight = torch.randn(3 * H, H, generator=g, dtype=dtype) * 0.3
@@ -66,7 +74,7 @@ def test_gru_loops_agree(dtype, nonlinearity, threads, monkeypatch):
 @pytest.mark.parametrize("dtype", [torch.float32, F64, torch.bfloat16], ids=str)
 @pytest.mark.parametrize("with_states", [True, False])
 @pytest.mark.parametrize("with_bias", [True, False])
-def test_lstm_loops_agree(dtype, with_states, with_bias, threads, monkeypatch):
+def test_lstm_loops_agree(dtype, with_states, with_bias, threads, loop_gemm, monkeypatch):
     """With a bias, the compiled loop adds it in its pass and sums d_bias there; the Python loop
     adds it in the step GEMM and sums d_gates afterwards."""
     g = torch.Generator().manual_seed(1)
@@ -89,7 +97,7 @@ def test_lstm_loops_agree(dtype, with_states, with_bias, threads, monkeypatch):
 
 
 @pytest.mark.parametrize("dtype", [torch.complex64, torch.complex128], ids=str)
-def test_complex_modrelu_loops_agree(dtype, threads, monkeypatch):
+def test_complex_modrelu_loops_agree(dtype, threads, loop_gemm, monkeypatch):
     g = torch.Generator().manual_seed(2)
     real = torch.float32 if dtype == torch.complex64 else F64
     pre = torch.randn(T, B, H, generator=g, dtype=dtype)

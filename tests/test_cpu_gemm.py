@@ -10,9 +10,12 @@ from trit_rnn.backends import cpu_gemm
 F64 = torch.float64
 
 
-@pytest.fixture(params=["onednn", "addmm", "fallback"])
+@pytest.fixture(params=["onednn", "addmm", "packed", "fallback"])
 def path(request, monkeypatch):
-    """Forced to oneDNN; forced to addmm; no oneDNN at all."""
+    """Forced to oneDNN; to addmm; to the compiled loops' packed kernel (bulk GEMMs only: the
+    Python loops' steps take addmm); no oneDNN at all."""
+    if request.param == "packed":
+        assert cpu_gemm.packed_runs(torch.zeros(1)), "the packed kernel is not built here (x86 with AVX2)"
     if request.param == "fallback":
         monkeypatch.setattr(cpu_gemm, "onednn_runs", lambda x: False)
     else:
@@ -28,7 +31,7 @@ def test_step_gemm(path, dtype):
     x, other = torch.randn(3, 5, generator=g, dtype=F64), torch.randn(3, 12, generator=g, dtype=F64)
     plain = cpu_gemm.StepGemm(weight.to(dtype), 3)
     with_bias = cpu_gemm.StepGemm(weight.to(dtype), 3, bias.to(dtype))
-    expected_kind = path if (path != "fallback" and dtype == torch.float32) else "addmm"
+    expected_kind = path if (path in ("onednn", "addmm") and dtype == torch.float32) else "addmm"
     assert plain.kind == with_bias.kind == expected_kind
     assert_close(plain(x.to(dtype)), x @ weight.T, dtype, "x W^T")
     assert_close(plain(x.to(dtype), other.to(dtype)), x @ weight.T + other, dtype, "x W^T + other")
@@ -72,12 +75,15 @@ def test_step_kind_is_timed_once_per_shape_and_kept(monkeypatch):
     real = cpu_gemm._time_step_kinds
     monkeypatch.setattr(cpu_gemm, "_time_step_kinds", lambda *a: timed.append(a) or real(*a))
     like = torch.zeros(1)
-    first = cpu_gemm.step_kind(4, 24, 8, like, False)
+    first = cpu_gemm.step_kind(32, 128, 64, like, False)
     assert first in ("addmm", "onednn")
-    assert cpu_gemm.step_kind(4, 24, 8, like, False) == first
+    assert cpu_gemm.step_kind(32, 128, 64, like, False) == first
     assert len(timed) == 1
-    cpu_gemm.step_kind(4, 24, 8, like, True)
+    cpu_gemm.step_kind(32, 128, 64, like, True)
     assert len(timed) == 2, "a bias is part of the shape's key"
+    assert cpu_gemm.step_kind(4, 24, 8, like, False) == "addmm" and len(timed) == 2, (
+        "tiny steps: addmm, untimed"
+    )
 
 
 def test_step_kind_deterministic_mode_and_float64_never_time(monkeypatch):
@@ -94,16 +100,19 @@ def test_step_kind_deterministic_mode_and_float64_never_time(monkeypatch):
 
 def test_step_kind_rejects_an_unknown_forced_kind(monkeypatch):
     monkeypatch.setenv("TRIT_RNN_CPU_GEMM", "mkl")
-    with pytest.raises(ValueError, match="TRIT_RNN_CPU_GEMM must be auto, addmm or onednn; got 'mkl'"):
+    with pytest.raises(
+        ValueError, match="TRIT_RNN_CPU_GEMM must be auto, addmm, onednn or packed; got 'mkl'"
+    ):
         cpu_gemm.StepGemm(torch.zeros(3, 2), 4)
 
 
 def test_bulk_gemms_time_both_kinds_once_per_shape_and_keep_the_choice(monkeypatch):
     monkeypatch.delenv("TRIT_RNN_CPU_GEMM", raising=False)
+    monkeypatch.setattr(cpu_gemm, "packed_runs", lambda x: False)  # a fixed rule where it runs, untimed
     monkeypatch.setattr(cpu_gemm, "_bulk_kinds", {})
     g = torch.Generator().manual_seed(3)
-    x, weight = torch.randn(40, 6, generator=g, dtype=F64), torch.randn(9, 6, generator=g, dtype=F64)
-    grad = torch.randn(40, 9, generator=g, dtype=F64)
+    x, weight = torch.randn(600, 64, generator=g, dtype=F64), torch.randn(72, 64, generator=g, dtype=F64)
+    grad = torch.randn(600, 72, generator=g, dtype=F64)
     f32 = torch.float32
     for _ in range(2):
         assert_close(cpu_gemm.linear(x.float(), weight.float(), None), x @ weight.T, f32, "linear")
@@ -120,12 +129,14 @@ def test_bulk_gemms_time_both_kinds_once_per_shape_and_keep_the_choice(monkeypat
 
 def test_bulk_gemm_choices_are_shared_across_nearby_row_counts(monkeypatch):
     """Ragged segments and batches of varying length give a new M nearly every call: M is keyed
-    rounded up to a power of two, so 40 and 50 rows share one timed entry and 70 gets another."""
+    rounded up to a power of two, so 2100, 3000 and 4096 rows share one timed entry and 4100 gets
+    another."""
     monkeypatch.delenv("TRIT_RNN_CPU_GEMM", raising=False)
+    monkeypatch.setattr(cpu_gemm, "packed_runs", lambda x: False)  # a fixed rule where it runs, untimed
     monkeypatch.setattr(cpu_gemm, "_bulk_kinds", {})
-    weight = torch.randn(9, 6)
-    for rows in (40, 50, 64, 70):
-        grad, x = torch.randn(rows, 9), torch.randn(rows, 6)
+    weight = torch.randn(96, 64)
+    for rows in (2100, 3000, 4096, 4100):
+        grad, x = torch.randn(rows, 96), torch.randn(rows, 64)
         assert_close(
             cpu_gemm.linear_weight_grad(grad, x), grad.double().T @ x.double(), torch.float32, f"M={rows}"
         )
@@ -133,9 +144,41 @@ def test_bulk_gemm_choices_are_shared_across_nearby_row_counts(monkeypatch):
             cpu_gemm.linear(x, weight, None), x.double() @ weight.double().T, torch.float32, f"M={rows}"
         )
     assert sorted((key[0], key[1]) for key in cpu_gemm._bulk_kinds) == [
-        ("linear", 64),
-        ("linear", 128),
-        ("weight_grad", 64),
-        ("weight_grad", 128),
+        ("linear", 4096),
+        ("linear", 8192),
+        ("weight_grad", 4096),
+        ("weight_grad", 8192),
     ]
     assert cpu_gemm.next_pow2(1) == 1 and cpu_gemm.next_pow2(64) == 64 and cpu_gemm.next_pow2(65) == 128
+
+
+def test_packed_kernel_is_the_untimed_default_for_the_projection_where_preferred(monkeypatch):
+    """Where csrc/step_gemm.cpp's rule prefers the packed kernel (x86 with AVX2, not Intel), the
+    projection and its input gradient run on it without timing; elsewhere they are timed as before.
+    The weight gradient is timed between addmm and oneDNN on every CPU."""
+    from trit_rnn.backends import compiled_loops
+
+    monkeypatch.delenv("TRIT_RNN_CPU_GEMM", raising=False)
+    monkeypatch.setattr(cpu_gemm, "_bulk_kinds", {})
+    x, weight, grad = torch.randn(600, 64), torch.randn(72, 64), torch.randn(600, 72)
+    cpu_gemm.linear(x, weight, None)
+    cpu_gemm.linear_input_grad(grad, weight)
+    cpu_gemm.linear_weight_grad(grad, x)
+    preferred = cpu_gemm.packed_runs(x) and compiled_loops.loops().packed_gemm_preferred()
+    timed = sorted(key[0] for key in cpu_gemm._bulk_kinds)
+    assert timed == (["weight_grad"] if preferred else ["input_grad", "linear", "weight_grad"])
+
+
+def test_a_near_tie_keeps_addmm():
+    """Another kind must beat addmm by the margin: a near tie keeps addmm in every process."""
+    assert cpu_gemm._winner({"addmm": 1.0, "onednn": 0.95, "packed": 0.99}) == "addmm"
+    assert cpu_gemm._winner({"addmm": 1.0, "onednn": 0.5, "packed": 0.8}) == "onednn"
+
+
+def test_tiny_bulk_gemms_take_addmm_untimed(monkeypatch):
+    monkeypatch.delenv("TRIT_RNN_CPU_GEMM", raising=False)
+    monkeypatch.setattr(cpu_gemm, "packed_runs", lambda x: False)
+    monkeypatch.setattr(cpu_gemm, "_bulk_kinds", {})
+    x, weight = torch.randn(40, 6), torch.randn(9, 6)
+    assert_close(cpu_gemm.linear(x, weight, None), x.double() @ weight.double().T, torch.float32, "linear")
+    assert cpu_gemm._bulk_kinds == {}

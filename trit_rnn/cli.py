@@ -72,16 +72,26 @@ def _bench(args) -> int:
     from .perf.sweep import default_spec
 
     device = detect(args.device)
-    spec = default_spec(device, args.cells)
+    run_bench(
+        bench_spec(args, default_spec(device, args.cells)), device, args.out, progress=not args.no_progress
+    )
+    return 0
+
+
+def bench_spec(args, spec):
+    """The default sweep `spec` with the command line's choices. The per-call time budget is the
+    default sweep's: where the sequence lengths or hidden sizes are given, every contestant runs
+    at every one of them unless --max-call-seconds is given too."""
     fields = ("seq_lens", "hidden_sizes", "base_seq_len", "base_hidden", "batches", "dtypes", "modes", "rounds",
               "max_call_seconds")  # fmt: skip
     for field in fields:
         value = getattr(args, field)
         if value is not None:
             setattr(spec, field, value)
+    if args.max_call_seconds is None and (args.seq_lens is not None or args.hidden_sizes is not None):
+        spec.max_call_seconds = float("inf")
     spec.input_size = args.input_size
-    run_bench(spec, device, args.out, progress=not args.no_progress)
-    return 0
+    return spec
 
 
 def _plot(args) -> int:
@@ -183,7 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--rounds", type=int, default=None, help="interleaved timing rounds per shape")
     bench.add_argument("--input-size", type=int, default=None, help="default: the hidden size")
     bench.add_argument("--max-call-seconds", type=float, default=None,
-                       help="leave out a contestant at shapes where one call takes longer (default 1.5 on a CPU)")  # fmt: skip
+                       help="leave out a contestant at shapes where one call takes longer (default sweep: 1.5 on a "
+                            "CPU; none where --seq-len or --hidden is given)")  # fmt: skip
     bench.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default: cuda when available")
     bench.add_argument("--out", type=Path, default=Path("plots"), help="directory for the CSV and charts")
     bench.add_argument("--no-progress", action="store_true")

@@ -1,9 +1,11 @@
 """The torch backend's compiled CPU time loops (csrc/time_loops.cpp, with the skew exp map's
-forward and backward, csrc/skew_exp.cpp), built on first use.
+forward and backward, csrc/skew_exp.cpp, and the loops' packed AVX2 GEMM, csrc/step_gemm.cpp),
+built on first use.
 
 Why: the Python loops of torch_gated.py and torch_complex.py spend most of each step in PyTorch's
 per-op dispatch, not in arithmetic (a gated step is a dozen ops of a few microseconds each). The
-C++ loops run the same equations with one GEMM (torch's mm) and one fused pass per step.
+C++ loops run the same equations with one GEMM (MKL's or step_gemm.cpp's, whichever is faster
+at the shape) and one fused pass per step.
 
 They are an accelerator, never a requirement: `loops()` returns the module, or None where it
 cannot be built (no C++ compiler or ninja, a failing build), and the Python loops run instead,
@@ -32,9 +34,9 @@ import torch
 
 log = logging.getLogger(__name__)
 
-_SOURCES = [
-    Path(__file__).parent / "csrc" / name for name in ("time_loops.cpp", "skew_exp.cpp", "workspace.cpp")
-]
+_CSRC = Path(__file__).parent / "csrc"
+_SOURCES = [_CSRC / name for name in ("time_loops.cpp", "skew_exp.cpp", "step_gemm.cpp", "workspace.cpp")]
+_HEADERS = [_CSRC / "step_gemm.h"]  # not compiled on their own, but part of the build's hash
 
 # torch's CPU capability -> the compiler flags and the macro that select ATen's Vectorized<T> width
 _CAPABILITY_FLAGS = {
@@ -76,7 +78,7 @@ def loops():
     # no errno from sqrt: what lets the complex loops' square roots vectorise; -fopenmp: without it
     # at::parallel_for (an inline OpenMP region in ATen's headers) runs serially
     flags = ["-O3", "-fno-math-errno", "-fopenmp", *_CAPABILITY_FLAGS[capability]]
-    text = b"".join(source.read_bytes() for source in _SOURCES) + " ".join(flags).encode()
+    text = b"".join(source.read_bytes() for source in _SOURCES + _HEADERS) + " ".join(flags).encode()
     digest = hashlib.sha256(text).hexdigest()[:12]
     version = torch.__version__.replace(".", "_").replace("+", "_")
     name = f"trit_rnn_time_loops_{capability.lower()}_{version}_{digest}"

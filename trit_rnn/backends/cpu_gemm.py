@@ -1,4 +1,6 @@
-"""The CPU GEMMs of the torch backends' time loops: oneDNN's or torch.addmm (MKL), the faster here.
+"""The CPU GEMMs of the torch backends' time loops: oneDNN's, torch.addmm (MKL) or, for the bulk
+GEMMs around the loops, the compiled loops' packed AVX2 kernel (`packed_matmul`,
+csrc/step_gemm.cpp): whichever is fastest here.
 
 Why: on this project's AMD EPYC (AVX-512) machines MKL's addmm takes its AVX2 path: 85 GFLOP/s on
 one core for [32, 128] x [128, 512] and for [6400, 128] x [128, 512], where oneDNN's linear
@@ -6,7 +8,8 @@ reaches 136 (with the weight pre-packed) and 204 GFLOP/s. On its Intel Xeon mach
 other way round for the time loops' small steps (addmm 104 against oneDNN's 53 GFLOP/s at
 [32, 128] x [128, 512]; 9.2 against 44 us at [32, 128] x [128, 128]), so every GEMM is chosen
 by timing: the step GEMMs at a shape's first loop (`step_kind`), the bulk GEMMs around the loops
-at a shape's first call, on its real operands (`_faster`).
+at a shape's first call, on its real operands (`_faster`); see _winner for what keeps two
+processes on the same kinds.
 
 `StepGemm(weight, batch, bias)` prepares a weight [N, K] once per call of a backend; calling it
 with x [B, K] returns x @ weight^T + bias + other ([B, N], a new tensor). `linear`,
@@ -86,8 +89,10 @@ def step_kind(batch: int, n: int, k: int, like: torch.Tensor, with_bias: bool) -
         return "addmm"
     forced = _forced_kind()
     if forced is not None:
-        return forced
+        return "addmm" if forced == "packed" else forced  # the Python loops have no packed kernel
     if torch.are_deterministic_algorithms_enabled():
+        return "addmm"
+    if 2 * batch * n * k < _MIN_TIMED_STEP_FLOPS:
         return "addmm"
     key = (batch, n, k, like.dtype, with_bias, torch.get_num_threads())
     if key not in _step_kinds:
@@ -111,7 +116,23 @@ def _time_step_kinds(batch: int, n: int, k: int, dtype: torch.dtype, with_bias: 
             for _ in range(8):
                 gemm(x, other)
             best[kind] = min(best[kind], time.perf_counter() - start)
-    return min(best, key=best.get)
+    return _winner(best)
+
+
+# Timed choices and two processes. A timing can pick differently in two processes, and the kinds
+# round differently, so two runs of one script would differ in the last bits. Three rules keep
+# that to near ties of real work (deterministic mode rules it out): GEMMs below these sizes, where
+# a few microseconds of noise decide and nothing is gained, take addmm untimed; another kind must
+# beat addmm by _MARGIN; and a fixed rule, not a timing, picks the packed kernel (_with_packed).
+_MIN_TIMED_STEP_FLOPS = 1 << 18  # [32, 64] x [64, 64]
+_MIN_TIMED_BULK_FLOPS = 1 << 22
+_MARGIN = 1.15
+
+
+def _winner(seconds: dict[str, float]) -> str:
+    """addmm unless another kind took under 1 / _MARGIN of its time (then the fastest)."""
+    fastest = min(seconds, key=seconds.get)
+    return fastest if seconds[fastest] * _MARGIN < seconds["addmm"] else "addmm"
 
 
 # (op, operand shapes, dtype, threads) -> "addmm" or "onednn", for the bulk GEMMs around the loops
@@ -124,28 +145,57 @@ def next_pow2(n: int) -> int:
 
 def _forced_kind() -> str | None:
     forced = os.environ.get("TRIT_RNN_CPU_GEMM", "auto")
-    if forced not in ("auto", "addmm", "onednn"):
-        raise ValueError(f"TRIT_RNN_CPU_GEMM must be auto, addmm or onednn; got {forced!r}")
+    if forced not in ("auto", "addmm", "onednn", "packed"):
+        raise ValueError(f"TRIT_RNN_CPU_GEMM must be auto, addmm, onednn or packed; got {forced!r}")
     return None if forced == "auto" else forced
 
 
+def packed_runs(x: torch.Tensor) -> bool:
+    """Whether the compiled loops' packed AVX2 kernel (csrc/step_gemm.cpp, `packed_matmul`) can
+    run this bulk GEMM: float32 CPU tensors, the loops built, x86 with AVX2 and FMA."""
+    return (
+        x.dtype == torch.float32
+        and torch._guards.detect_fake_mode((x,)) is None  # a C++ op with no fake kernel
+        and compiled_loops.applies(x)
+        and bool(compiled_loops.loops().packed_gemm_available())
+    )
+
+
+def _with_packed(
+    runs: dict, operand: torch.Tensor, packed: Callable[[], torch.Tensor], default: bool
+) -> dict:
+    """runs plus the packed kernel where it can run, as the only one where it is the default
+    (`default` for this op, and csrc/step_gemm.cpp's rule for this CPU: not Intel's)."""
+    if not packed_runs(operand):
+        return runs
+    if default and _forced_kind() is None and compiled_loops.loops().packed_gemm_preferred():
+        return {"packed": packed}
+    return {**runs, "packed": packed}
+
+
 def _faster(op: str, operands: tuple[torch.Tensor, ...], runs: dict[str, Callable[[], torch.Tensor]]):
-    """The result of the faster of `runs` (kind -> the GEMM) for this op and shape. The first call
-    of a shape times both kinds on the real operands (twice each, interleaved) and keeps the
-    choice; TRIT_RNN_CPU_GEMM forces one, and deterministic mode takes addmm (see step_kind).
+    """The result of the fastest of `runs` (kind -> the GEMM) for this op and shape. The first call
+    of a shape times every kind on the real operands (twice each, interleaved) and keeps the
+    choice; TRIT_RNN_CPU_GEMM forces one, and deterministic mode takes addmm (see step_kind)
+    unless the packed kernel is the only one (`_with_packed`).
 
     A shape is keyed with its long dimension M (rows: steps x batch) rounded up to a power of two,
     so that batches of varying length or ragged segments (a new M nearly every call) share a few
     timed entries instead of timing every call."""
     forced = _forced_kind()
     if forced is not None:
-        return runs[forced]()
+        return runs.get(forced, runs["addmm"])()  # "packed" where it cannot run: addmm
+    if len(runs) == 1:  # the packed kernel where it is the default: a fixed rule, deterministic
+        return next(iter(runs.values()))()
     if torch.are_deterministic_algorithms_enabled():
         return runs["addmm"]()
     if torch._guards.detect_fake_mode(operands) is not None:
         return runs["onednn"]()  # traced (aot_autograd, opcheck): symbolic shapes, nothing to time
     rows, *rest = operands[0].shape  # M, then N or K
     other = operands[1].shape[1:] if op == "weight_grad" else operands[1].shape  # without M
+    flops = 2 * operands[0].numel() * (operands[1].shape[0] if op == "linear" else operands[1].shape[-1])
+    if flops < _MIN_TIMED_BULK_FLOPS:
+        return runs["addmm"]()
     key = (op, next_pow2(rows), *rest, *other, operands[0].dtype, torch.get_num_threads())
     if key in _bulk_kinds:
         return runs[_bulk_kinds[key]]()
@@ -156,7 +206,7 @@ def _faster(op: str, operands: tuple[torch.Tensor, ...], runs: dict[str, Callabl
             start = time.perf_counter()
             results[kind] = run()
             seconds[kind] = min(seconds.get(kind, float("inf")), time.perf_counter() - start)
-    _bulk_kinds[key] = min(seconds, key=seconds.get)
+    _bulk_kinds[key] = _winner(seconds)
     return results[_bulk_kinds[key]]
 
 
@@ -164,10 +214,10 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> 
     """x [M, K] @ weight^T [K, N] + bias [N]."""
     if not (onednn_runs(x) and x.numel() and weight.numel()):
         return torch.nn.functional.linear(x, weight, bias)
-    return _faster("linear", (x, weight), {
+    return _faster("linear", (x, weight), _with_packed({
         "onednn": lambda: torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], ""),
         "addmm": lambda: _addmm_into_workspace(x, weight, bias),
-    })  # fmt: skip
+    }, x, lambda: compiled_loops.loops().packed_matmul(x, weight.t(), bias), default=True))  # fmt: skip
 
 
 def _addmm_into_workspace(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -183,10 +233,10 @@ def linear_input_grad(grad: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """grad [M, N] @ weight [N, K] (oneDNN takes the transposed weight, contiguous)."""
     if not (onednn_runs(grad) and grad.numel() and weight.numel()):
         return grad @ weight
-    return _faster("input_grad", (grad, weight), {
+    return _faster("input_grad", (grad, weight), _with_packed({
         "onednn": lambda: torch.ops.mkldnn._linear_pointwise(grad, weight.t().contiguous(), None, "none", [], ""),
         "addmm": lambda: grad @ weight,
-    })  # fmt: skip
+    }, grad, lambda: compiled_loops.loops().packed_matmul(grad, weight, None), default=True))  # fmt: skip
 
 
 def linear_weight_grad(grad: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -208,4 +258,7 @@ def linear_weight_grad(grad: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
             return linear(x.t().contiguous(), grad.t(), None, "none", [], "").t().contiguous()
         return linear(grad.t().contiguous(), x.t(), None, "none", [], "")
 
-    return _faster("weight_grad", (grad, x), {"onednn": onednn, "addmm": lambda: grad.t() @ x})
+    # not the packed kernel unless forced: MKL's was faster at this long reduction on the AMD machine
+    runs = {"onednn": onednn, "addmm": lambda: grad.t() @ x}
+    packed = lambda: compiled_loops.loops().packed_matmul(grad.t(), x, None)  # noqa: E731
+    return _faster("weight_grad", (grad, x), _with_packed(runs, grad, packed, default=False))

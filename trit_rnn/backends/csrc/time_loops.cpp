@@ -22,6 +22,8 @@
 #include <ATen/ops/zeros.h>
 #include <torch/library.h>
 
+#include "step_gemm.h"
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -115,7 +117,8 @@ inline Vectorized<T> plus_bias(const Vectorized<T>& v, const T* bias, int64_t of
 
 // body(b0, rows) for contiguous blocks of batch rows, one block per intra-op thread. The rows of
 // a batch are independent sequences, so each thread walks the whole time loop for its own rows,
-// one single-threaded GEMM of [rows, K] per step (MKL runs single-threaded inside the region), and
+// one single-threaded GEMM of [rows, K] per step (StepGemm: MKL, single-threaded inside the region,
+// or the packed kernel of step_gemm.cpp), and
 // the threads never wait for each other between steps. On a 2-core Xeon VM at B = 32: [16, 128] x
 // [128, 512] on one thread takes 19 us where [32, 128] x [128, 512] on two takes 20 us plus a
 // parallel region per step, and [16, 512] x [512, 128] 14 us against 28.
@@ -146,17 +149,17 @@ inline std::vector<Tensor> step_rows(const Tensor& x, int64_t b0, int64_t rows) 
   return x.narrow(1, b0, rows).unbind(0);
 }
 
-// One row block's forward time loop: per step q = h_{t-1} @ weight_t [rows, N] into one reused
+// One row block's forward time loop: per step q = h_{t-1} @ weight_t [rows, N] (gemm) into one reused
 // buffer (pre_t is added in the pass: addmm_out would copy it first), then pass(t, q, h_prev)
 // with q [rows, N] and h_{t-1} [rows, H]; the pass writes h_t into outputs, the next GEMM's input.
 template <typename T, typename Pass>
-inline void forward_rows(const Tensor& weight_t, const Tensor& h0, const Tensor& outputs,
+inline void forward_rows(const StepGemm& gemm, int64_t N, const Tensor& h0, const Tensor& outputs,
                          int64_t b0, int64_t rows, const Pass& pass) {
-  Tensor q = at::empty({rows, weight_t.size(1)}, outputs.options());  // [rows, N]
+  Tensor q = at::empty({rows, N}, outputs.options());  // [rows, N]
   const std::vector<Tensor> states = step_rows(outputs, b0, rows);    // T x [rows, H]
   Tensor h = h0.narrow(0, b0, rows);                                  // [rows, H]
   for (int64_t t = 0; t < int64_t(states.size()); ++t) {
-    at::mm_out(q, h, weight_t);
+    gemm(q, h);
     pass(t, q.data_ptr<T>(), h.data_ptr<T>());
     h = states[t];
   }
@@ -172,8 +175,9 @@ void gru_forward_impl(const Tensor& pre, const Tensor& weight_t, const std::opti
   const int64_t B = pre.size(1), H = pre.size(2) / 3;
   const T* bh = bias ? bias->data_ptr<T>() : nullptr;          // [3H], added in the pass
   const T* ab = act_bias ? act_bias->data_ptr<T>() : nullptr;  // [H]
+  const StepGemm gemm(weight_t);  // shared by the row blocks
   for_row_blocks(B, [&](int64_t b0, int64_t rows) {
-    forward_rows<T>(weight_t, h0, outputs, b0, rows, [&](int64_t t, const T* q_t, const T* hp) {
+    forward_rows<T>(gemm, weight_t.size(1), h0, outputs, b0, rows, [&](int64_t t, const T* q_t, const T* hp) {
       const T* p_t = step_row<T>(pre, t, b0);
       T* a_t = step_row<T>(gates, t, b0);
       T* qn_t = step_row<T>(hidden_n, t, b0);
@@ -226,6 +230,7 @@ void gru_backward_impl(const Tensor& grad_out, const Tensor& dh_last, const Tens
   const Vectorized<T> one(T(1));
   // dh_t = carry + q: carry = grad_out_t + dh_{t+1} z_{t+1} (written by the pass of step t+1) and
   // q = d_hidden_{t+1} @ W; dh_last at t = T-1.
+  const StepGemm gemm(weight);  // shared by the row blocks
   for_row_blocks(B, [&](int64_t b0, int64_t rows) {
     Tensor carry = at::empty({rows, H}, outputs.options());             // [rows, H]
     Tensor q = at::empty({rows, H}, outputs.options());                 // [rows, H]
@@ -233,7 +238,7 @@ void gru_backward_impl(const Tensor& grad_out, const Tensor& dh_last, const Tens
     T* carry_p = carry.data_ptr<T>();
     for (int64_t t = T_ - 1; t >= 0; --t) {
       const bool last = t == T_ - 1;
-      if (!last) at::mm_out(q, d_steps[t + 1], weight);
+      if (!last) gemm(q, d_steps[t + 1]);
       const T* a_t = step_row<T>(gates, t, b0);
       const T* qn_t = step_row<T>(hidden_n, t, b0);
       const T* hp = (t > 0 ? step_row<T>(outputs, t - 1, b0) : h0.data_ptr<T>() + b0 * H);
@@ -264,7 +269,7 @@ void gru_backward_impl(const Tensor& grad_out, const Tensor& dh_last, const Tens
         });
       }
     }
-    at::mm_out(q, d_steps[0], weight);
+    gemm(q, d_steps[0]);
     Tensor dh_rows = dh.narrow(0, b0, rows);  // [rows, H], contiguous
     at::add_out(dh_rows, carry, q);
   });
@@ -295,8 +300,9 @@ void lstm_forward_impl(const Tensor& pre, const Tensor& weight_t, const std::opt
                        const Tensor& h0, const Tensor& c0, Tensor& outputs, Tensor& gates, Tensor& cells) {
   const int64_t B = pre.size(1), H = pre.size(2) / 4;
   const T* bias_p = bias ? bias->data_ptr<T>() : nullptr;  // [4H]
+  const StepGemm gemm(weight_t);  // shared by the row blocks
   for_row_blocks(B, [&](int64_t b0, int64_t rows) {
-    forward_rows<T>(weight_t, h0, outputs, b0, rows, [&](int64_t t, const T* q_t, const T*) {
+    forward_rows<T>(gemm, weight_t.size(1), h0, outputs, b0, rows, [&](int64_t t, const T* q_t, const T*) {
       const T* c_prev = t > 0 ? step_row<T>(cells, t - 1, b0) : c0.data_ptr<T>() + b0 * H;  // [rows, H]
       const T* p_t = step_row<T>(pre, t, b0);
       T* g_t = step_row<T>(gates, t, b0);
@@ -350,6 +356,7 @@ void lstm_backward_impl(const Tensor& grad_out, const Tensor& dh_last, const Ten
   const bool sums = d_bias.defined();
   std::mutex mutex;
   std::vector<std::pair<int64_t, std::vector<double>>> block_sums;  // (b0, [4H]) per row block
+  const StepGemm gemm(weight);  // shared by the row blocks
   for_row_blocks(B, [&](int64_t b0, int64_t rows) {
     Tensor q = at::empty({rows, H}, cells.options());                 // [rows, H] d_gates_{t+1} @ W
     const std::vector<Tensor> d_steps = step_rows(d_gates, b0, rows);  // T x [rows, 4H]
@@ -360,7 +367,7 @@ void lstm_backward_impl(const Tensor& grad_out, const Tensor& dh_last, const Ten
     for (int64_t t = T_ - 1; t >= 0; --t) {
       // dh_t = grad_out_t + d_gates_{t+1} @ W (dh_last at t = T-1), summed in the pass
       const bool last = t == T_ - 1;
-      if (!last) at::mm_out(q, d_steps[t + 1], weight);
+      if (!last) gemm(q, d_steps[t + 1]);
       const T* g_t = step_row<T>(gates, t, b0);
       const T* c_t = step_row<T>(cells, t, b0);
       const T* cp_t = t > 0 ? step_row<T>(cells, t - 1, b0) : c0.data_ptr<T>() + b0 * H;
@@ -440,12 +447,13 @@ void complex_forward_impl(const Tensor& pre, const Tensor& weight_t, const Tenso
   const int64_t T_ = pre.size(0), B = pre.size(1), H = pre.size(2);
   const R* ab = act_bias.data_ptr<R>();  // [H]
   const R e = static_cast<R>(eps);
+  const StepGemm gemm(weight_t);  // shared by the row blocks
   for_row_blocks(B, [&](int64_t b0, int64_t rows) {
     const std::vector<Tensor> states = step_rows(outputs, b0, rows);  // T x [rows, H] complex
     Tensor h = h0.narrow(0, b0, rows);                                // [rows, H] complex
     for (int64_t t = 0; t < T_; ++t) {
       Tensor z_rows = as_real_rows(states[t]);         // [rows, 2H]
-      at::mm_out(z_rows, as_real_rows(h), weight_t);  // pre_t is added in the pass
+      gemm(z_rows, as_real_rows(h));  // pre_t is added in the pass
       R* zr = reinterpret_cast<R*>(z_rows.data_ptr());
       const R* pr = reinterpret_cast<const R*>(pre.data_ptr()) + 2 * (t * B + b0) * H;
       for (int64_t b = 0; b < rows; ++b) {
@@ -484,6 +492,7 @@ void complex_backward_impl(const Tensor& grad_out, const Tensor& last, const Ten
   const R* ab = act_bias.data_ptr<R>();
   const R e = static_cast<R>(eps);
   const R tiny = std::numeric_limits<R>::min();
+  const StepGemm gemm(weight_c);  // shared by the row blocks
   for_row_blocks(B, [&](int64_t b0, int64_t rows) {
     Tensor q = at::empty({rows, H}, last.options());             // [rows, H] complex dz_{t+1} conj(W)
     Tensor zeros = at::zeros({rows, 2 * H}, act_bias.options());  // [rows, 2H] what g_T adds instead of q
@@ -491,7 +500,7 @@ void complex_backward_impl(const Tensor& grad_out, const Tensor& last, const Ten
     const std::vector<Tensor> dz_steps = step_rows(dz, b0, rows);  // T x [rows, H] complex
     for (int64_t t = T_ - 1; t >= 0; --t) {
       const bool final_step = t == T_ - 1;  // g_T = last; else g_t = grad_out_t + q, summed in the pass
-      if (!final_step) at::mm_out(q_rows, as_real_rows(dz_steps[t + 1]), weight_c);
+      if (!final_step) gemm(q_rows, as_real_rows(dz_steps[t + 1]));
       const R* g1 = reinterpret_cast<const R*>(final_step ? last.data_ptr() : grad_out.data_ptr()) +
                     2 * ((final_step ? 0 : t * B) + b0) * H;
       const R* g2 = reinterpret_cast<const R*>((final_step ? zeros : q_rows).data_ptr());
@@ -585,6 +594,9 @@ std::vector<Tensor> skew_exp_divided_differences(const Tensor& theta, double tin
 std::vector<Tensor> skew_exp_forward(const Tensor& source, bool from_triangle, bool polish, double tiny_angle);
 Tensor skew_exp_backward(const Tensor& grad_w, const Tensor& theta, const Tensor& v, const Tensor& u,
                          bool from_triangle, double tiny_angle, double tiny_pair);
+// step_gemm.cpp (StepGemm's kind and a product through it, for tests; the bulk packed GEMM)
+Tensor step_gemm_matmul(const Tensor& a, const Tensor& b);
+Tensor packed_matmul(const Tensor& a, const Tensor& b, const std::optional<Tensor>& bias);
 // workspace.cpp
 Tensor workspace_empty_op(at::IntArrayRef sizes, at::ScalarType dtype);
 int64_t set_workspace_limit(int64_t limit_bytes);
@@ -602,6 +614,11 @@ TORCH_LIBRARY(trit_rnn_cpu, m) {
   m.def("skew_exp_forward", &skew_exp_forward);
   m.def("skew_exp_backward", &skew_exp_backward);
   m.def("parallel_threads", &parallel_threads);
+  m.def("step_gemm_kind", &step_gemm_kind);
+  m.def("step_gemm_matmul", &step_gemm_matmul);
+  m.def("packed_gemm_available", &packed_gemm_available);
+  m.def("packed_gemm_preferred", &packed_gemm_preferred);
+  m.def("packed_matmul", &packed_matmul);
   m.def("workspace_empty", &workspace_empty_op);
   m.def("set_workspace_limit", &set_workspace_limit);
 }
