@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from tests.tolerances import assert_close
-from trit_rnn.backends import compiled_loops, torch_complex, torch_gated
+from trit_rnn.backends import compiled_loops, torch_complex, torch_dense, torch_gated
 
 F64 = torch.float64
 # H = 37: two full AVX-512 float vectors and a 5-lane tail (float64: four full, a 5-lane tail)
@@ -46,6 +46,29 @@ def _both(monkeypatch, run):
 def _assert_all_close(compiled, python, dtype, what):
     for i, (a, b) in enumerate(zip(compiled, python, strict=True)):
         assert_close(a, b.to(a.dtype), dtype, f"{what} output {i}")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, F64, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("nonlinearity", ["tanh", "modrelu", "relu", "identity"])
+@pytest.mark.parametrize("with_states", [True, False])
+def test_dense_loops_agree(dtype, nonlinearity, with_states, threads, loop_gemm, monkeypatch):
+    g = torch.Generator().manual_seed(3)
+    pre = torch.randn(T, B, H, generator=g).to(dtype)
+    weight = (torch.randn(H, H, generator=g) * 0.3).to(dtype)
+    h0 = torch.randn(B, H, generator=g).to(dtype) if with_states else None
+    act_bias = (torch.randn(H, generator=g) * 0.2).to(dtype) if nonlinearity == "modrelu" else None
+    grad_out = torch.randn(T, B, H, generator=g).to(dtype)
+    grad_hn = torch.randn(B, H, generator=g).to(dtype) if with_states else None
+
+    def run():
+        outputs, h_n = torch_dense.dense_forward(pre, weight, h0, act_bias, nonlinearity)
+        dz, dh0 = torch_dense.dense_backward(grad_out, grad_hn, outputs, weight, nonlinearity)
+        return outputs, h_n, dz, dh0
+
+    compiled, python = _both(monkeypatch, run)
+    _assert_all_close(compiled, python, dtype, f"dense {nonlinearity}")
+    if nonlinearity in ("relu", "modrelu"):
+        assert torch.equal(compiled[2] == 0, python[2] == 0), "the same inactive units"
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, F64], ids=str)
@@ -221,6 +244,7 @@ def test_nan_in_the_input_comes_out_as_nan(cell):
 def test_workspace_buffers_are_reused_only_when_idle(monkeypatch):
     ops = compiled_loops.loops()
     ops.set_workspace_limit(compiled_loops.workspace_limit_bytes())
+    compiled_loops.release_workspace()  # idle buffers left by earlier tests would be handed out first
     first = compiled_loops.workspace_empty((1024, 1024), torch.float32)  # 4 MiB: pooled
     address = first.data_ptr()
     held = compiled_loops.workspace_empty((1024, 1024), torch.float32)

@@ -32,11 +32,21 @@ from pathlib import Path
 
 import torch
 
+from ..nonlinearity import Nonlinearity
+
 log = logging.getLogger(__name__)
 
 _CSRC = Path(__file__).parent / "csrc"
 _SOURCES = [_CSRC / name for name in ("time_loops.cpp", "skew_exp.cpp", "step_gemm.cpp", "workspace.cpp")]
 _HEADERS = [_CSRC / "step_gemm.h"]  # not compiled on their own, but part of the build's hash
+
+# the `kind` argument of the loops' activations (csrc/time_loops.cpp's Candidate)
+ACTIVATION_CODES = {
+    Nonlinearity.TANH: 0,
+    Nonlinearity.RELU: 1,
+    Nonlinearity.IDENTITY: 2,
+    Nonlinearity.MODRELU: 3,
+}
 
 # torch's CPU capability -> the compiler flags and the macro that select ATen's Vectorized<T> width
 _CAPABILITY_FLAGS = {

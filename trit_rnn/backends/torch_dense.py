@@ -1,6 +1,8 @@
 """The pure-PyTorch backend of the dense recurrence: the CPU product and the GPU fallback.
 
-Not autograd over a loop: the forward writes each state in place into one preallocated
+On a CPU the compiled time loop runs it (compiled_loops.py, csrc/time_loops.cpp's dense_forward
+and dense_backward: one step GEMM and one fused pass per step, none of the Python loop's per-op
+dispatch); the Python loop below is its fallback and the GPU path. Not autograd over a loop: the forward writes each state in place into one preallocated
 [T, B, H] buffer (one step GEMM, cpu_gemm.StepGemm, and one in-place activation per step), the
 backward walks the steps in reverse with one fused activation-backward and one step GEMM per step, and everything that is not
 sequential (weight and bias gradients) is done by the caller as GEMMs over all steps at once.
@@ -9,6 +11,7 @@ sequential (weight and bias gradients) is done by the caller as GEMMs over all s
 import torch
 
 from ..nonlinearity import Nonlinearity
+from . import compiled_loops
 from .cpu_gemm import StepGemm
 
 
@@ -33,6 +36,14 @@ def dense_forward(pre, weight, h0, act_bias, nonlinearity: str):
     nonlinearity = Nonlinearity(nonlinearity)
     T, B, H = pre.shape
     dtype = compute_dtype(pre.dtype)
+    if T > 0 and compiled_loops.applies(pre, weight):
+        h = h0.to(dtype) if h0 is not None else torch.zeros((B, H), dtype=dtype)
+        bias = act_bias.to(dtype).contiguous() if act_bias is not None else None
+        outputs = compiled_loops.loops().dense_forward(
+            pre.to(dtype).contiguous(), weight.to(dtype).t().contiguous(), h.contiguous(), bias,
+            compiled_loops.ACTIVATION_CODES[nonlinearity],
+        )  # fmt: skip
+        return outputs.to(pre.dtype), outputs[T - 1].to(pre.dtype, copy=True)
     weight_c = weight.to(dtype)
     # float32 tanh on the CPU costs 2-3x a sigmoid: compute 2z (scaling by 2 is exact) and take
     # tanh(z) = 2 sigmoid(2z) - 1, absolute error ~1 ulp. float64 keeps the exact tanh.
@@ -87,6 +98,14 @@ def dense_backward(grad_out, grad_hn, outputs, weight, nonlinearity: str):
     T, B, H = outputs.shape
     dtype = compute_dtype(outputs.dtype)
     w = weight.to(dtype)
+    if T > 0 and compiled_loops.applies(outputs, w):
+        grad = grad_out.to(dtype).contiguous()
+        dh_last = grad[T - 1] if grad_hn is None else grad[T - 1] + grad_hn.to(dtype)
+        dz = compiled_loops.loops().dense_backward(
+            grad, dh_last.contiguous(), outputs.to(dtype).contiguous(), w.contiguous(),
+            compiled_loops.ACTIVATION_CODES[nonlinearity],
+        )  # fmt: skip
+        return dz, dz[0] @ w
     outs = outputs.to(dtype).unbind(0)
     # dz starts as a copy of grad_out (one bulk copy); slot t then gathers dh_t in place
     # (grad_out_t + dz_{t+1} @ W) and is turned into dz_t in place.

@@ -210,7 +210,12 @@ def gru_forward(pre, weight_hh, bias_hh, h0, act_bias=None, nonlinearity="tanh")
         h = _initial(h0, B, H, dtype, pre.device).contiguous()
         w_t = weight_hh.to(dtype).t().contiguous()  # [H, 3H]
         outputs, gates, hidden_n = compiled_loops.loops().gru_forward(
-            _steps_of(pre, dtype).contiguous(), w_t, bias, h, act, _CANDIDATE_KINDS[nonlinearity]
+            _steps_of(pre, dtype).contiguous(),
+            w_t,
+            bias,
+            h,
+            act,
+            compiled_loops.ACTIVATION_CODES[nonlinearity],
         )
         return outputs.to(pre.dtype), outputs[T - 1].to(pre.dtype, copy=True), gates, hidden_n
     gemm = StepGemm(weight_hh.to(dtype), B, bias)  # q = h @ W^T + b
@@ -234,12 +239,6 @@ def gru_forward(pre, weight_hh, bias_hh, h0, act_bias=None, nonlinearity="tanh")
 
 
 # The candidate functions as time_loops.cpp numbers them
-_CANDIDATE_KINDS = {
-    Nonlinearity.TANH: 0,
-    Nonlinearity.RELU: 1,
-    Nonlinearity.IDENTITY: 2,
-    Nonlinearity.MODRELU: 3,
-}
 
 
 def _candidate_derivative(n: torch.Tensor, nonlinearity: Nonlinearity) -> torch.Tensor:
@@ -275,7 +274,7 @@ def gru_backward(grad_out, grad_hn, outputs, gates, hidden_n, h0, weight_hh, non
         last = grad[T - 1] if grad_hn is None else grad[T - 1] + grad_hn.to(dtype)
         operands = (grad, last, states, gates, hidden_n, h0, w)
         d_pre, d_hidden, dh0 = compiled_loops.loops().gru_backward(
-            *(t.contiguous() for t in operands), _CANDIDATE_KINDS[nonlinearity]
+            *(t.contiguous() for t in operands), compiled_loops.ACTIVATION_CODES[nonlinearity]
         )
         return d_pre, d_hidden, dh0
     grad_steps = grad_out.to(dtype).unbind(0)

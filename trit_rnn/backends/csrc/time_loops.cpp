@@ -1,5 +1,5 @@
-// The CPU time loops of the torch backend's gated (LSTM, GRU/GORU) and complex modReLU
-// recurrences, compiled on first use by trit_rnn/backends/compiled_loops.py (with skew_exp.cpp,
+// The CPU time loops of the torch backend's dense real, gated (LSTM, GRU/GORU) and complex
+// modReLU recurrences, compiled on first use by trit_rnn/backends/compiled_loops.py (with skew_exp.cpp,
 // the skew exp map's forward and backward, and workspace.cpp in the same module).
 //
 // Why: a Python loop pays every PyTorch op's dispatch (4-9 us each on a 2-core VM) once per step,
@@ -163,6 +163,81 @@ inline void forward_rows(const StepGemm& gemm, int64_t N, const Tensor& h0, cons
     pass(t, q.data_ptr<T>(), h.data_ptr<T>());
     h = states[t];
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dense real recurrence (the orthogonal and deep-stacked RNNs): h_t = f(pre_t + h_{t-1} W^T),
+// f one of the candidate activations (tanh, relu, identity, modReLU with act_bias [H]).
+
+template <typename T>
+void dense_forward_impl(const Tensor& pre, const Tensor& weight_t, const Tensor& h0,
+                        const std::optional<Tensor>& act_bias, int64_t kind, Tensor& outputs) {
+  const int64_t B = pre.size(1), H = pre.size(2);
+  const T* ab = act_bias ? act_bias->data_ptr<T>() : nullptr;  // [H]
+  const StepGemm gemm(weight_t);  // shared by the row blocks
+  for_row_blocks(B, [&](int64_t b0, int64_t rows) {
+    forward_rows<T>(gemm, H, h0, outputs, b0, rows, [&](int64_t t, const T* q_t, const T*) {
+      const T* p_t = step_row<T>(pre, t, b0);
+      T* h_t = step_row<T>(outputs, t, b0);
+      for (int64_t b = 0; b < rows; ++b) {
+        const T *p = p_t + b * H, *q = q_t + b * H;
+        T* h = h_t + b * H;
+        for_lanes<T>(H, [&](int64_t j, int64_t n) {
+          const Vectorized<T> bias = ab ? load(ab + j, n) : Vectorized<T>(T(0));
+          candidate(load(p + j, n) + load(q + j, n), bias, kind).store(h + j, n);
+        });
+      }
+    });
+  });
+}
+
+Tensor dense_forward(const Tensor& pre, const Tensor& weight_t, const Tensor& h0,
+                     const std::optional<Tensor>& act_bias, int64_t kind) {
+  check_contiguous({{"pre", &pre}, {"h0", &h0}});
+  if (act_bias) check_contiguous({{"act_bias", &*act_bias}});
+  Tensor outputs = workspace_empty(pre.sizes(), pre.options());
+  AT_DISPATCH_FLOATING_TYPES(pre.scalar_type(), "dense_forward", [&] {
+    dense_forward_impl<scalar_t>(pre, weight_t, h0, act_bias, kind, outputs);
+  });
+  return outputs;
+}
+
+// dz [T, B, H]: dz_t = dh_t f'(h_t) with dh_t = grad_out_t + dz_{t+1} @ W, and dh_last at t = T-1.
+template <typename T>
+void dense_backward_impl(const Tensor& grad_out, const Tensor& dh_last, const Tensor& outputs, const Tensor& weight,
+                         int64_t kind, Tensor& dz) {
+  const int64_t T_ = outputs.size(0), B = outputs.size(1), H = outputs.size(2);
+  const StepGemm gemm(weight);  // shared by the row blocks
+  for_row_blocks(B, [&](int64_t b0, int64_t rows) {
+    Tensor q = at::empty({rows, H}, outputs.options());           // [rows, H] dz_{t+1} @ W
+    const std::vector<Tensor> d_steps = step_rows(dz, b0, rows);  // T x [rows, H]
+    const T* qp = q.data_ptr<T>();
+    for (int64_t t = T_ - 1; t >= 0; --t) {
+      const bool last = t == T_ - 1;
+      if (!last) gemm(q, d_steps[t + 1]);
+      const T* g_t = last ? dh_last.data_ptr<T>() + b0 * H : step_row<T>(grad_out, t, b0);
+      const T* h_t = step_row<T>(outputs, t, b0);
+      T* d_t = step_row<T>(dz, t, b0);
+      for (int64_t b = 0; b < rows; ++b) {
+        const T *g = g_t + b * H, *h = h_t + b * H, *qb = qp + b * H;
+        T* d = d_t + b * H;
+        for_lanes<T>(H, [&](int64_t j, int64_t n) {
+          const Vectorized<T> dh = last ? load(g + j, n) : load(g + j, n) + load(qb + j, n);
+          (dh * candidate_derivative(load(h + j, n), kind)).store(d + j, n);
+        });
+      }
+    }
+  });
+}
+
+Tensor dense_backward(const Tensor& grad_out, const Tensor& dh_last, const Tensor& outputs, const Tensor& weight,
+                      int64_t kind) {
+  check_contiguous({{"grad_out", &grad_out}, {"dh_last", &dh_last}, {"outputs", &outputs}});
+  Tensor dz = workspace_empty(outputs.sizes(), outputs.options());
+  AT_DISPATCH_FLOATING_TYPES(outputs.scalar_type(), "dense_backward", [&] {
+    dense_backward_impl<scalar_t>(grad_out, dh_last, outputs, weight, kind, dz);
+  });
+  return dz;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -603,6 +678,8 @@ int64_t set_workspace_limit(int64_t limit_bytes);
 
 // Loaded as a plain shared library (torch.ops.trit_rnn_cpu.*): no Python bindings to compile.
 TORCH_LIBRARY(trit_rnn_cpu, m) {
+  m.def("dense_forward", &dense_forward);
+  m.def("dense_backward", &dense_backward);
   m.def("gru_forward", &gru_forward);
   m.def("gru_backward", &gru_backward);
   m.def("lstm_forward", &lstm_forward);
