@@ -153,7 +153,7 @@ void packed_gemm(const float* a, int64_t M, int64_t K, int64_t lda, const float*
   panel_gemm(a, lda, 1, 0, M, panels, K, N, c, ldc, Start::kZero, nullptr);
 }
 
-// Bulk products (the input projection and the weight gradients around the loops), Goto-style:
+// Bulk products (packed_matmul), Goto-style:
 // each thread takes a range of c's rows and walks K in chunks of kChunk, packing that chunk of b
 // into its own panels (a copy of kChunk x N floats against 2 kChunk N x rows of arithmetic), then
 // rows in blocks of kRowBlock (their a stays in L2) against every panel (in L1).
@@ -212,8 +212,18 @@ Kind requested_kind() {
   return kind == "mkl" ? Kind::kMkl : kind == "packed" ? Kind::kPacked : Kind::kAuto;
 }
 
+bool use_packed(at::ScalarType dtype) {
+  const Kind kind = requested_kind();
+  if (dtype != at::kFloat || !packed_kernel_built_and_runs() || kind == Kind::kMkl) return false;
+  return kind == Kind::kPacked || packed_gemm_preferred();
+}
+
+}  // namespace
+
+bool packed_gemm_available() { return packed_kernel_built_and_runs(); }
+
 // x86 with AVX2 and FMA (this build's kernel and the CPU running it) from a vendor other than Intel.
-bool packed_preferred_here() {
+bool packed_gemm_preferred() {
 #ifdef TRIT_RNN_PACKED_GEMM
   static const bool preferred = packed_kernel_built_and_runs() && !__builtin_cpu_is("intel");
   return preferred;
@@ -221,16 +231,6 @@ bool packed_preferred_here() {
   return false;
 #endif
 }
-
-bool use_packed(at::ScalarType dtype) {
-  const Kind kind = requested_kind();
-  if (dtype != at::kFloat || !packed_kernel_built_and_runs() || kind == Kind::kMkl) return false;
-  return kind == Kind::kPacked || packed_preferred_here();
-}
-
-}  // namespace
-
-bool packed_gemm_available() { return packed_kernel_built_and_runs(); }
 
 StepGemm::StepGemm(const Tensor& b) : b_(b.contiguous()) {
   TORCH_CHECK(b.dim() == 2, "StepGemm: b must be a matrix");
@@ -257,12 +257,11 @@ void StepGemm::operator()(Tensor& out, const Tensor& a) const {
 
 std::string step_gemm_kind(at::ScalarType dtype) { return use_packed(dtype) ? "packed" : "mkl"; }
 
-bool packed_gemm_preferred() { return packed_preferred_here(); }
-
 
 // a [M, K] @ b [K, N] (+ bias [N]) on the packed kernel, for float32 operands of any strides (a
-// transposed view costs no copy): the bulk GEMMs around the loops, where cpu_gemm.py times it
-// against MKL and oneDNN. The result comes from the loops' reused buffers (workspace_empty).
+// transposed view costs no copy): the input projection and its input gradient where
+// packed_gemm_preferred() (cpu_gemm.py), any bulk GEMM where forced. The result comes from the
+// loops' reused buffers (workspace_empty).
 Tensor packed_matmul(const Tensor& a, const Tensor& b, const std::optional<Tensor>& bias) {
   TORCH_CHECK(packed_gemm_available(), "packed_matmul: this build has no AVX2/FMA kernel");
   TORCH_CHECK(a.dim() == 2 && b.dim() == 2 && a.size(1) == b.size(0), "packed_matmul: a [M, K] and b [K, N] expected");
