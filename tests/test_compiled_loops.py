@@ -72,6 +72,28 @@ def test_dense_loops_agree(dtype, nonlinearity, with_states, threads, loop_gemm,
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, F64], ids=str)
+def test_dense_act_bias_gradient_summed_in_the_pass(dtype, threads, loop_gemm):
+    """modReLU's act_bias gradient, summed inside the compiled reverse pass, equals the float64
+    sum of dz * sign(h) over every step and row, and is None where the caller must sum it."""
+    g = torch.Generator().manual_seed(5)
+    pre = torch.randn(T, B, H, generator=g).to(dtype)
+    weight = (torch.randn(H, H, generator=g) * 0.3).to(dtype)
+    act_bias = (torch.randn(H, generator=g) * 0.2).to(dtype)
+    grad_out = torch.randn(T, B, H, generator=g).to(dtype)
+    outputs, _ = torch_dense.dense_forward(pre, weight, None, act_bias, "modrelu")
+    dz, dh0, d_act_bias = torch_dense.dense_backward_fused(
+        grad_out, None, outputs, weight, "modrelu", act_bias_grad=True
+    )
+    reference = (dz.double() * outputs.double().sign()).sum((0, 1))
+    assert_close(d_act_bias, reference, dtype, "d act_bias")
+    assert_close(dh0, dz[0].double() @ weight.double(), dtype, "dh0")
+    assert (
+        torch_dense.dense_backward_fused(grad_out, None, outputs, weight, "modrelu", act_bias_grad=False)[2]
+        is None
+    )
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, F64], ids=str)
 @pytest.mark.parametrize("nonlinearity", ["tanh", "modrelu", "relu", "identity"])
 def test_gru_loops_agree(dtype, nonlinearity, threads, loop_gemm, monkeypatch):
     g = torch.Generator().manual_seed(0)

@@ -7,7 +7,9 @@ GEMM or a reduction over all steps at once, done here in PyTorch so that torch.c
     d pre      = dz
     d weight   = sum_t dz_t^T h_{t-1}
     d act_bias = sum_{t,b} dz_t * sign(h_t)      (modReLU: d h/d b = sign(z) where active)
-Outside torch.compile both ops run through their eager twin (autograd/eager.py): `dense_recurrence`.
+Outside torch.compile both ops run through their eager twin (autograd/eager.py): `dense_recurrence`;
+there the torch backend's compiled loop also sums d act_bias inside its reverse pass, saving two
+passes over [T, B, H] (torch_dense.dense_backward_fused).
 """
 
 import torch
@@ -89,24 +91,42 @@ def _backward(ctx, grad_out, grad_hn):
     needs_pre, needs_weight, needs_h0, needs_bias = ctx.needs_input_grad[:4]
     if grad_out is None:
         grad_out = torch.zeros_like(outputs)
-    # dz is zero past each sequence's end, so the bulk GEMMs below need no lengths
-    dz, dh0 = eager.call(
-        dense_recurrence_backward_op, _dense_recurrence_backward,
-        grad_out, grad_hn, outputs, weight_hh, lengths, ctx.nonlinearity, ctx.backend,
-    )  # fmt: skip
+    wants_bias = act_bias is not None and needs_bias
+    d_bias = None
+    if (
+        ctx.backend == "torch"
+        and lengths is None
+        and eager.runs_eagerly(grad_out, grad_hn, outputs, weight_hh)
+    ):
+        # the compiled loop sums the act_bias gradient in its own pass (torch_dense.py)
+        dz, dh0, d_bias = torch_dense.dense_backward_fused(
+            grad_out, grad_hn, outputs, weight_hh, ctx.nonlinearity, act_bias_grad=wants_bias
+        )
+    else:
+        # dz is zero past each sequence's end, so the bulk GEMMs below need no lengths
+        dz, dh0 = eager.call(
+            dense_recurrence_backward_op, _dense_recurrence_backward,
+            grad_out, grad_hn, outputs, weight_hh, lengths, ctx.nonlinearity, ctx.backend,
+        )  # fmt: skip
     d_pre = dz.to(ctx.pre_dtype) if needs_pre else None
     d_weight = None
     if needs_weight:
-        states = outputs.to(dz.dtype)
         # [H, H] = dz[1:]^T @ h[:-1] over all (t, b) rows in one GEMM, plus the h0 term.
-        d_weight = cpu_gemm.linear_weight_grad(dz[1:].flatten(0, 1), states[:-1].flatten(0, 1))
-        if h0 is not None:
-            d_weight = d_weight.addmm_(dz[0].T, h0.to(dz.dtype))
+        if dz.shape[0] > 1:
+            states = outputs[:-1].to(dz.dtype)
+            d_weight = cpu_gemm.linear_weight_grad(dz[1:].flatten(0, 1), states.flatten(0, 1))
+            if h0 is not None:
+                d_weight = d_weight.addmm_(dz[0].T, h0.to(dz.dtype))
+        elif h0 is not None:
+            d_weight = dz[0].T @ h0.to(dz.dtype)
+        else:
+            d_weight = dz.new_zeros(weight_hh.shape)
         d_weight = d_weight.to(weight_hh.dtype)
     d_h0 = dh0.to(h0.dtype) if (h0 is not None and needs_h0) else None
-    d_bias = None
-    if act_bias is not None and needs_bias:
-        d_bias = (dz * torch.sign(outputs.to(dz.dtype))).sum((0, 1)).to(act_bias.dtype)
+    if wants_bias:
+        if d_bias is None:
+            d_bias = (dz * torch.sign(outputs.to(dz.dtype))).sum((0, 1))
+        d_bias = d_bias.to(act_bias.dtype)
     return d_pre, d_weight, d_h0, d_bias, None, None, None
 
 

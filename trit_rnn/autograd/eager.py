@@ -32,13 +32,18 @@ def eager_function(name: str, impl: Callable, setup_context: Callable, backward:
 _PLAIN = (torch.Tensor, torch.nn.Parameter)
 
 
+def runs_eagerly(*inputs) -> bool:
+    """Whether `call` takes the eager twin for these inputs (None entries allowed)."""
+    plain = all(type(x) in _PLAIN for x in inputs if isinstance(x, torch.Tensor))
+    return plain and not torch.compiler.is_compiling() and not torch._C._len_torch_dispatch_stack()
+
+
 def call(op, function, *inputs):
     """Its eager twin `function` (an eager_function class, or a plain callable for a backward op
     without autograd) for plain tensors outside torch.compile and any dispatch mode, else the
     custom op: traced tensors (fake, functional: aot_autograd, opcheck, make_fx), other
     subclasses and an active TorchDispatchMode (a tracer, a FLOP counter, a spy) see the op."""
-    plain = all(type(x) in _PLAIN for x in inputs if isinstance(x, torch.Tensor))
-    if not plain or torch.compiler.is_compiling() or torch._C._len_torch_dispatch_stack():
+    if not runs_eagerly(*inputs):
         return op(*inputs)
     apply = getattr(function, "apply", function)
     return apply(*inputs)

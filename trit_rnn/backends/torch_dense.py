@@ -94,6 +94,14 @@ def dense_backward(grad_out, grad_hn, outputs, weight, nonlinearity: str):
 
     Returns (dz [T, B, H], dh0 [B, H]) in compute_dtype; dz is the gradient of pre.
     """
+    dz, dh0, _ = dense_backward_fused(grad_out, grad_hn, outputs, weight, nonlinearity, act_bias_grad=False)
+    return dz, dh0
+
+
+def dense_backward_fused(grad_out, grad_hn, outputs, weight, nonlinearity: str, *, act_bias_grad: bool):
+    """dense_backward plus, where the compiled loop runs and act_bias_grad asks for it, modReLU's
+    act_bias gradient sum_{t,b} dz_t sign(h_t) [H], summed inside the loop's pass (else None: the
+    caller sums it). Returns (dz, dh0, d_act_bias or None)."""
     nonlinearity = Nonlinearity(nonlinearity)
     T, B, H = outputs.shape
     dtype = compute_dtype(outputs.dtype)
@@ -101,11 +109,11 @@ def dense_backward(grad_out, grad_hn, outputs, weight, nonlinearity: str):
     if T > 0 and compiled_loops.applies(outputs, w):
         grad = grad_out.to(dtype).contiguous()
         dh_last = grad[T - 1] if grad_hn is None else grad[T - 1] + grad_hn.to(dtype)
-        dz = compiled_loops.loops().dense_backward(
+        dz, dh0, d_act_bias = compiled_loops.loops().dense_backward(
             grad, dh_last.contiguous(), outputs.to(dtype).contiguous(), w.contiguous(),
-            compiled_loops.ACTIVATION_CODES[nonlinearity],
+            compiled_loops.ACTIVATION_CODES[nonlinearity], act_bias_grad,
         )  # fmt: skip
-        return dz, dz[0] @ w
+        return dz, dh0, d_act_bias if act_bias_grad else None
     outs = outputs.to(dtype).unbind(0)
     # dz starts as a copy of grad_out (one bulk copy); slot t then gathers dh_t in place
     # (grad_out_t + dz_{t+1} @ W) and is turned into dz_t in place.
@@ -123,4 +131,4 @@ def dense_backward(grad_out, grad_hn, outputs, weight, nonlinearity: str):
         _activation_backward_(dzs[t], outs[t], nonlinearity, scratch)
         gemm.accumulate_(dzs[t - 1], dzs[t])
     _activation_backward_(dzs[0], outs[0], nonlinearity, scratch)
-    return dz, dzs[0] @ w
+    return dz, dzs[0] @ w, None

@@ -149,6 +149,44 @@ inline std::vector<Tensor> step_rows(const Tensor& x, int64_t b0, int64_t rows) 
   return x.narrow(1, b0, rows).unbind(0);
 }
 
+// A gradient summed over every step and row of a backward pass, deterministically: each step's
+// rows in T (`step`, which the pass accumulates into), then across steps in double (end_step),
+// then the row blocks in order (add, write).
+template <typename T>
+class OrderedSum {
+ public:
+  explicit OrderedSum(int64_t width) : width_(width) {}
+
+  struct Block {
+    std::vector<T> step;                // [width] this step's rows
+    std::vector<double> total;          // [width] every step so far
+    void end_step() {
+      for (size_t k = 0; k < total.size(); ++k) total[k] += double(step[k]);
+    }
+  };
+
+  Block block() const { return {std::vector<T>(width_), std::vector<double>(width_)}; }
+
+  void add(int64_t b0, Block&& block) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    parts_.emplace_back(b0, std::move(block.total));
+  }
+
+  void write(T* out) {
+    std::sort(parts_.begin(), parts_.end());
+    std::vector<double> sum(width_, 0.0);
+    for (const auto& [b0, part] : parts_) {
+      for (int64_t k = 0; k < width_; ++k) sum[k] += part[k];
+    }
+    for (int64_t k = 0; k < width_; ++k) out[k] = T(sum[k]);
+  }
+
+ private:
+  int64_t width_;
+  std::mutex mutex_;
+  std::vector<std::pair<int64_t, std::vector<double>>> parts_;  // (b0, [width]) per row block
+};
+
 // One row block's forward time loop: per step q = h_{t-1} @ weight_t [rows, N] (gemm) into one reused
 // buffer (pre_t is added in the pass: addmm_out would copy it first), then pass(t, q, h_prev)
 // with q [rows, N] and h_{t-1} [rows, H]; the pass writes h_t into outputs, the next GEMM's input.
@@ -203,15 +241,23 @@ Tensor dense_forward(const Tensor& pre, const Tensor& weight_t, const Tensor& h0
 }
 
 // dz [T, B, H]: dz_t = dh_t f'(h_t) with dh_t = grad_out_t + dz_{t+1} @ W, and dh_last at t = T-1.
+// With d_act_bias defined (modReLU) it also sums dz_t sign(h_t) over every step and row into
+// d_act_bias [H] (OrderedSum), read back from the pass instead of from two more passes over
+// [T, B, H].
 template <typename T>
 void dense_backward_impl(const Tensor& grad_out, const Tensor& dh_last, const Tensor& outputs, const Tensor& weight,
-                         int64_t kind, Tensor& dz) {
+                         int64_t kind, Tensor& dz, Tensor& d_act_bias) {
   const int64_t T_ = outputs.size(0), B = outputs.size(1), H = outputs.size(2);
+  const bool sums = d_act_bias.defined();
+  const Vectorized<T> zero(T(0));
+  OrderedSum<T> sum(sums ? H : 0);
   const StepGemm gemm(weight);  // shared by the row blocks
   for_row_blocks(B, [&](int64_t b0, int64_t rows) {
     Tensor q = at::empty({rows, H}, outputs.options());           // [rows, H] dz_{t+1} @ W
     const std::vector<Tensor> d_steps = step_rows(dz, b0, rows);  // T x [rows, H]
     const T* qp = q.data_ptr<T>();
+    auto block_sum = sum.block();
+    T* ss = block_sum.step.data();
     for (int64_t t = T_ - 1; t >= 0; --t) {
       const bool last = t == T_ - 1;
       if (!last) gemm(q, d_steps[t + 1]);
@@ -223,21 +269,35 @@ void dense_backward_impl(const Tensor& grad_out, const Tensor& dh_last, const Te
         T* d = d_t + b * H;
         for_lanes<T>(H, [&](int64_t j, int64_t n) {
           const Vectorized<T> dh = last ? load(g + j, n) : load(g + j, n) + load(qb + j, n);
-          (dh * candidate_derivative(load(h + j, n), kind)).store(d + j, n);
+          const Vectorized<T> h_j = load(h + j, n);
+          const Vectorized<T> d_j = dh * candidate_derivative(h_j, kind);
+          d_j.store(d + j, n);
+          if (sums) {  // dz sign(h): -dz where h < 0, dz where h > 0, 0 where h = 0 (dz is 0 there)
+            const Vectorized<T> signed_d = Vectorized<T>::blendv(d_j, d_j.neg(), h_j < zero);
+            T* s_j = ss + j;
+            (b == 0 ? signed_d : load(s_j, n) + signed_d).store(s_j, n);
+          }
         });
       }
+      block_sum.end_step();
     }
+    sum.add(b0, std::move(block_sum));
   });
+  if (sums) sum.write(d_act_bias.data_ptr<T>());
 }
 
-Tensor dense_backward(const Tensor& grad_out, const Tensor& dh_last, const Tensor& outputs, const Tensor& weight,
-                      int64_t kind) {
+// Returns {dz, dh0 = dz_0 @ W, d_act_bias}: d_act_bias [H] = sum of dz sign(h) when act_bias_grad,
+// else empty [0].
+std::vector<Tensor> dense_backward(const Tensor& grad_out, const Tensor& dh_last, const Tensor& outputs,
+                                   const Tensor& weight, int64_t kind, bool act_bias_grad) {
   check_contiguous({{"grad_out", &grad_out}, {"dh_last", &dh_last}, {"outputs", &outputs}});
   Tensor dz = workspace_empty(outputs.sizes(), outputs.options());
+  Tensor d_act_bias = at::empty({act_bias_grad ? outputs.size(2) : 0}, outputs.options());
+  Tensor sums = act_bias_grad ? d_act_bias : Tensor();
   AT_DISPATCH_FLOATING_TYPES(outputs.scalar_type(), "dense_backward", [&] {
-    dense_backward_impl<scalar_t>(grad_out, dh_last, outputs, weight, kind, dz);
+    dense_backward_impl<scalar_t>(grad_out, dh_last, outputs, weight, kind, dz, sums);
   });
-  return dz;
+  return {dz, at::mm(dz[0], weight), d_act_bias};
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -421,24 +481,21 @@ std::vector<Tensor> lstm_forward(const Tensor& pre, const Tensor& weight_t, cons
 
 // d_gates [T, B, 4H]; dc carries dc_{t+1} f_{t+1} between steps and ends as dc0 = dc_1 f_1.
 // With d_bias defined it also sums d_gates over every step and row into d_bias [4H] (the bias's
-// gradient, read back from the pass instead of from a [T, B, 4H] buffer): each step's rows in T,
-// then across steps in double, and the row blocks in order, so that the sum is deterministic.
+// gradient, read back from the pass instead of from a [T, B, 4H] buffer; OrderedSum).
 template <typename T>
 void lstm_backward_impl(const Tensor& grad_out, const Tensor& dh_last, const Tensor& gates, const Tensor& cells,
                         const Tensor& c0, const Tensor& weight, Tensor& d_gates, Tensor& dc, Tensor& d_bias) {
   const int64_t T_ = cells.size(0), B = cells.size(1), H = cells.size(2);
   const Vectorized<T> one(T(1));
   const bool sums = d_bias.defined();
-  std::mutex mutex;
-  std::vector<std::pair<int64_t, std::vector<double>>> block_sums;  // (b0, [4H]) per row block
+  OrderedSum<T> sum(sums ? 4 * H : 0);
   const StepGemm gemm(weight);  // shared by the row blocks
   for_row_blocks(B, [&](int64_t b0, int64_t rows) {
     Tensor q = at::empty({rows, H}, cells.options());                 // [rows, H] d_gates_{t+1} @ W
     const std::vector<Tensor> d_steps = step_rows(d_gates, b0, rows);  // T x [rows, 4H]
     T* dc_p = dc.data_ptr<T>() + b0 * H;                               // [rows, H]
-    std::vector<T> step_sum(sums ? 4 * H : 0);                         // [4H] this step's rows
-    std::vector<double> total(sums ? 4 * H : 0);                       // [4H] every step so far
-    T* ss = step_sum.data();
+    auto block_sum = sum.block();
+    T* ss = block_sum.step.data();
     for (int64_t t = T_ - 1; t >= 0; --t) {
       // dh_t = grad_out_t + d_gates_{t+1} @ W (dh_last at t = T-1), summed in the pass
       const bool last = t == T_ - 1;
@@ -471,21 +528,11 @@ void lstm_backward_impl(const Tensor& grad_out, const Tensor& dh_last, const Ten
           (g_c * f).store(dcb + j, n);
         });
       }
-      for (int64_t k = 0; k < int64_t(total.size()); ++k) total[k] += double(ss[k]);
+      block_sum.end_step();
     }
-    if (sums) {
-      std::lock_guard<std::mutex> lock(mutex);
-      block_sums.emplace_back(b0, std::move(total));
-    }
+    sum.add(b0, std::move(block_sum));
   });
-  if (!sums) return;
-  std::sort(block_sums.begin(), block_sums.end());
-  std::vector<double> sum(4 * H, 0.0);
-  for (const auto& [b0, part] : block_sums) {
-    for (int64_t k = 0; k < 4 * H; ++k) sum[k] += part[k];
-  }
-  T* out = d_bias.data_ptr<T>();
-  for (int64_t k = 0; k < 4 * H; ++k) out[k] = T(sum[k]);
+  if (sums) sum.write(d_bias.data_ptr<T>());
 }
 
 // Returns {d_gates, dc0, d_bias}: d_bias [4H] = sum of d_gates when bias_grad, else empty [0].
