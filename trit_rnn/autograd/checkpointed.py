@@ -17,8 +17,9 @@ keep pre for the recomputation and so saves only the outputs-versus-checkpoints 
 import torch
 from torch.nn import functional as F
 
+from ..backends import torch_dense
 from ..backends.torch_dense import compute_dtype
-from .dense import backend_impl
+from .dense import act_bias_grad, backend_impl
 
 
 def _project(x, weight_ih, bias_ih):
@@ -104,7 +105,18 @@ def dense_rnn_checkpointed_backward_op(
         h_start = checkpoints[start // checkpoint_every - 1] if start else h0  # [B, H] or None (zeros)
         x_seg = x[start:stop]  # [L, B, I]
         outputs, _ = forward(_project(x_seg, weight_ih, bias_ih), weight_hh, h_start, act_bias, nonlinearity)
-        dz, dh = backward(grad_out[start:stop], dh, outputs, weight_hh, nonlinearity)  # [L, B, H], [B, H]
+        if backend == "torch":  # the compiled loop sums the segment's d act_bias in its pass
+            dz, dh, d_act_bias_seg = torch_dense.dense_backward_fused(
+                grad_out[start:stop],
+                dh,
+                outputs,
+                weight_hh,
+                nonlinearity,
+                act_bias_grad=d_act_bias is not None,
+            )
+        else:
+            dz, dh = backward(grad_out[start:stop], dh, outputs, weight_hh, nonlinearity)  # [L, B, H], [B, H]
+            d_act_bias_seg = None
         states = outputs.to(dtype)  # [L, B, H]
         dz_rows = dz.flatten(0, 1)  # [L * B, H]
         # dz_t^T h_{t-1} summed over the segment: its own states, then the state it started from.
@@ -112,7 +124,7 @@ def dense_rnn_checkpointed_backward_op(
         if h_start is not None:
             d_weight_hh.addmm_(dz[0].T, h_start.to(dtype))
         if d_act_bias is not None:
-            d_act_bias.add_((dz * torch.sign(states)).sum((0, 1)))
+            d_act_bias.add_(d_act_bias_seg if d_act_bias_seg is not None else act_bias_grad(dz, states))
         if projected:
             d_weight_ih.addmm_(dz_rows.T, x_seg.to(dtype).flatten(0, 1))
             if d_bias_ih is not None:

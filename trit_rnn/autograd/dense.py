@@ -77,6 +77,11 @@ def _dense_recurrence_backward_fake(grad_out, grad_hn, outputs, weight_hh, lengt
     return outputs.new_empty((T, B, H), dtype=dtype), outputs.new_empty((B, H), dtype=dtype)
 
 
+def act_bias_grad(dz: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
+    """modReLU's act_bias gradient [H]: sum_{t,b} dz_t * sign(h_t) over dz, states [T, B, H]."""
+    return (dz * torch.sign(states)).sum((0, 1))
+
+
 def _setup_context(ctx, inputs, output):
     pre, weight_hh, h0, act_bias, lengths, nonlinearity, backend = inputs
     outputs, _ = output
@@ -125,7 +130,7 @@ def _backward(ctx, grad_out, grad_hn):
     d_h0 = dh0.to(h0.dtype) if (h0 is not None and needs_h0) else None
     if wants_bias:
         if d_bias is None:
-            d_bias = (dz * torch.sign(outputs.to(dz.dtype))).sum((0, 1))
+            d_bias = act_bias_grad(dz, outputs.to(dz.dtype))
         d_bias = d_bias.to(act_bias.dtype)
     return d_pre, d_weight, d_h0, d_bias, None, None, None
 
