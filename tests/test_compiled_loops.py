@@ -330,3 +330,18 @@ def test_weights_that_require_grad_run_in_the_worker_threads(cell, threads):
             outputs, _, gates, hidden_n = torch_gated.gru_forward(pre, weight, None, None)
             d_gates = torch_gated.gru_backward(grad_out, None, outputs, gates, hidden_n, None, weight)[0]
     assert torch.isfinite(d_gates).all() and d_gates.abs().sum() > 0
+
+
+def test_loops_take_an_empty_sequence():
+    """T = 0 through a loop op directly (its step views have no first step): nothing to walk,
+    so d_gates is empty, dc0 is dc_last and the bias gradient is zero."""
+    loops = compiled_loops.loops()
+    assert loops is not None, "the compiled CPU loops did not build here"
+    dc_last = torch.randn(B, H)
+    d_gates, dc0, d_bias = loops.lstm_backward(
+        torch.zeros(0, B, H), torch.zeros(B, H), dc_last, torch.zeros(0, B, 4 * H),
+        torch.zeros(0, B, H), torch.zeros(B, H), torch.randn(4 * H, H), True,
+    )  # fmt: skip
+    assert d_gates.shape == (0, B, 4 * H)
+    assert torch.equal(dc0, dc_last)
+    assert torch.equal(d_bias, torch.zeros(4 * H))

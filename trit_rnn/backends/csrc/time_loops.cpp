@@ -148,11 +148,14 @@ inline T* step_row(const Tensor& x, int64_t t, int64_t b0) {
 // read, one at a time through one tensor whose storage offset moves. Unbinding x into T views
 // up front cost about 2 us a view (20 ms per row block and pass at T = 10,000; the dense forward
 // at T = 10,000 took 141.5 ms with them and 123.3 ms without). view(t) returns that one tensor,
-// so a view is valid only until the next call.
+// so a view is valid only until the next call. With T = 0 there is no view to give.
 class StepRowsView {
  public:
   StepRowsView(const Tensor& x, int64_t b0, int64_t rows)
-      : view_(x.narrow(1, b0, rows).select(0, 0)), first_(view_.storage_offset()), stride_(x.stride(0)), steps_(x.size(0)) {}
+      : view_(x.size(0) > 0 ? x.narrow(1, b0, rows).select(0, 0) : Tensor()),
+        first_(view_.defined() ? view_.storage_offset() : 0),
+        stride_(x.stride(0)),
+        steps_(x.size(0)) {}
   const Tensor& view(int64_t t) {
     view_.unsafeGetTensorImpl()->set_storage_offset(first_ + t * stride_);
     return view_;
@@ -209,7 +212,7 @@ template <typename T, typename Pass>
 inline void forward_rows(const StepGemm& gemm, int64_t N, const Tensor& h0, const Tensor& outputs,
                          int64_t b0, int64_t rows, const Pass& pass) {
   Tensor q = at::empty({rows, N}, outputs.options());  // [rows, N]
-  StepRowsView states(outputs, b0, rows);        // T x [rows, H], one at a time
+  StepRowsView states(outputs, b0, rows);         // T x [rows, H], one at a time
   const Tensor h_first = h0.narrow(0, b0, rows);  // [rows, H]
   for (int64_t t = 0; t < states.size(); ++t) {
     const Tensor& h = t == 0 ? h_first : states.view(t - 1);
@@ -268,8 +271,8 @@ void dense_backward_impl(const Tensor& grad_out, const Tensor& dh_last, const Te
   OrderedSum<T> sum(sums ? H : 0);
   const StepGemm gemm(weight);  // shared by the row blocks
   for_row_blocks(B, [&](int64_t b0, int64_t rows) {
-    Tensor q = at::empty({rows, H}, outputs.options());           // [rows, H] dz_{t+1} @ W
-    StepRowsView d_steps(dz, b0, rows);  // T x [rows, H], one at a time
+    Tensor q = at::empty({rows, H}, outputs.options());  // [rows, H] dz_{t+1} @ W
+    StepRowsView d_steps(dz, b0, rows);                  // T x [rows, H], one at a time
     const T* qp = q.data_ptr<T>();
     auto block_sum = sum.block();
     T* ss = block_sum.step.data();
@@ -382,9 +385,9 @@ void gru_backward_impl(const Tensor& grad_out, const Tensor& dh_last, const Tens
   // q = d_hidden_{t+1} @ W; dh_last at t = T-1.
   const StepGemm gemm(weight);  // shared by the row blocks
   for_row_blocks(B, [&](int64_t b0, int64_t rows) {
-    Tensor carry = at::empty({rows, H}, outputs.options());             // [rows, H]
-    Tensor q = at::empty({rows, H}, outputs.options());                 // [rows, H]
-    StepRowsView d_steps(d_hidden, b0, rows);  // T x [rows, 3H], one at a time
+    Tensor carry = at::empty({rows, H}, outputs.options());  // [rows, H]
+    Tensor q = at::empty({rows, H}, outputs.options());      // [rows, H]
+    StepRowsView d_steps(d_hidden, b0, rows);                // T x [rows, 3H], one at a time
     T* carry_p = carry.data_ptr<T>();
     for (int64_t t = T_ - 1; t >= 0; --t) {
       const bool last = t == T_ - 1;
@@ -506,9 +509,9 @@ void lstm_backward_impl(const Tensor& grad_out, const Tensor& dh_last, const Ten
   OrderedSum<T> sum(sums ? 4 * H : 0);
   const StepGemm gemm(weight);  // shared by the row blocks
   for_row_blocks(B, [&](int64_t b0, int64_t rows) {
-    Tensor q = at::empty({rows, H}, cells.options());                 // [rows, H] d_gates_{t+1} @ W
-    StepRowsView d_steps(d_gates, b0, rows);  // T x [rows, 4H], one at a time
-    T* dc_p = dc.data_ptr<T>() + b0 * H;                               // [rows, H]
+    Tensor q = at::empty({rows, H}, cells.options());  // [rows, H] d_gates_{t+1} @ W
+    StepRowsView d_steps(d_gates, b0, rows);           // T x [rows, 4H], one at a time
+    T* dc_p = dc.data_ptr<T>() + b0 * H;               // [rows, H]
     auto block_sum = sum.block();
     T* ss = block_sum.step.data();
     for (int64_t t = T_ - 1; t >= 0; --t) {
