@@ -248,7 +248,8 @@ class CopyingModel(nn.Module):
 @pytest.mark.parametrize("name", sorted(MODULES))
 def test_copying_loss_falls(name):
     """A smoke test: T = 20 (sequences of 40), H = 32, batch 16, 200 Adam steps on the CPU, with the
-    practice `trit-rnn train` applies: gradient norm clipped at 1, and KRU's unitarity penalty.
+    gradient norm clipped at 1 (`trit-rnn train`'s default) and, for KRU, the unitarity penalty its
+    docstring asks for.
 
     Without them KRU's free W drifted past spectral norm 1 and one step's gradient norm spiked to 75
     (step 177 of this seed with one thread, AMD EPYC): the last ten losses averaged 0.73."""
