@@ -216,12 +216,30 @@ def test_saved_tensor_bytes_counts_a_storage_once():
     assert saved_tensor_bytes(lambda: (a * a).sum() + (a[2:] * 2.0).sum()) == 400
 
 
-def test_checkpoint_op_registration_is_consistent():
-    """Fake kernels, schema and autograd registration agree with the real kernels."""
+@pytest.mark.parametrize("x_requires_grad", [True, False], ids=["dx", "no dx"])
+def test_checkpoint_op_registration_is_consistent(x_requires_grad):
+    """Fake kernels, schema and autograd registration agree with the real kernels, also where the
+    backward skips dx (an input that needs no gradient)."""
     leaves, _, _ = make_layer(7, 2, 3, 8, "modrelu")
     x, weight_ih, bias_ih, weight_hh, h0, act_bias = (t.float().requires_grad_() for t in leaves)
+    x.requires_grad_(x_requires_grad)
     args = (x, weight_ih, bias_ih, weight_hh, h0, act_bias, "modrelu", "torch", 3)
     torch.library.opcheck(dense_rnn_checkpointed_op, args)
+
+
+def test_checkpointed_layer_with_an_input_needing_no_gradient_equals_plain():
+    """The checkpointed backward skips dx when x needs none (the first layer's input, usually);
+    every other gradient is unchanged."""
+    leaves, grad_out, grad_hn = make_layer(10, 3, 4, 12, "modrelu")
+    x, *params = leaves
+    runs = []
+    for k in (None, 3):
+        fn = layer_fn("modrelu", "torch", k, torch.float32)
+        leaf_params = [p.clone().requires_grad_() for p in params]
+        out, h_n = fn(x, *leaf_params)
+        torch.autograd.backward((out, h_n), (grad_out.float(), grad_hn.float()))
+        runs.append((out.detach(), h_n.detach(), [p.grad for p in leaf_params]))
+    assert_equal_runs(runs[1], runs[0], LEAF_NAMES[1:], "x without requires_grad")
 
 
 BAD_VALUES = [0, -3, 2.5, True, "4"]

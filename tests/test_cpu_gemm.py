@@ -55,10 +55,16 @@ def test_bulk_linear_and_gradients(path, rows):
     assert_close(cpu_gemm.linear_weight_grad(grad.float(), x.float()), grad.T @ x, f32, "weight grad")
 
 
-@pytest.mark.parametrize("widths", [(9, 6), (6, 9), (7, 7)], ids=["wider grad", "wider x", "equal"])
+WIDTHS = [(9, 6), (6, 9), (7, 7), (64, 2), (2, 64), (40, 20)]
+
+
+@pytest.mark.parametrize(
+    "widths", WIDTHS, ids=["wider grad", "wider x", "equal", "narrow x", "narrow grad", "wide"]
+)
 def test_weight_grad_either_operand_wider(path, widths):
-    """grad^T x for grad [M, N], x [M, K] with N > K (computed as (x^T grad)^T), N < K and N = K:
-    the value, and a contiguous result that in-place accumulation can follow."""
+    """grad^T x for grad [M, N], x [M, K] with N > K (computed as (x^T grad)^T, also on MKL for a
+    narrow x), N < K and N = K: the value, and a contiguous result that in-place accumulation can
+    follow."""
     n, k = widths
     g = torch.Generator().manual_seed(2)
     grad, x = torch.randn(50, n, generator=g, dtype=F64), torch.randn(50, k, generator=g, dtype=F64)

@@ -144,8 +144,8 @@ def dense_recurrence(
 def _dense_call(x, weight_ih, bias_ih, weight_hh, h0, act_bias, nl, chosen, checkpoint_every, lengths):
     """One Elman layer's op call (x is pre itself without weight_ih); lengths for the kernels only."""
     if checkpoint_every is None:
-        # under autocast F.linear's output is the autocast dtype: the recurrence keeps x's
-        pre = x if weight_ih is None else F.linear(x, weight_ih, bias_ih).to(x.dtype)  # [T, B, H]
+        # under autocast input_projection's F.linear fallback is the autocast dtype: the recurrence keeps x's
+        pre = x if weight_ih is None else input_projection(x, weight_ih, bias_ih).to(x.dtype)  # [T, B, H]
         lengths = lengths.to(pre.device) if lengths is not None else None
         return _dense_ops.dense_recurrence(pre, weight_hh, h0, act_bias, lengths, nl.value, chosen)
     outputs, h_n, _ = _checkpointed_ops.dense_rnn_checkpointed_op(
@@ -162,7 +162,7 @@ def _dense_by_segments(x, weight_ih, bias_ih, weight_hh, h0, act_bias, nl, chose
         return outputs, (h_n,)
 
     if checkpoint_every is None and weight_ih is not None:
-        x, weight_ih, bias_ih = F.linear(x, weight_ih, bias_ih).to(x.dtype), None, None  # one GEMM
+        x, weight_ih, bias_ih = input_projection(x, weight_ih, bias_ih).to(x.dtype), None, None  # one GEMM
     outputs, (h_n,) = run_segments(run, x, (h0,), lengths)
     return outputs, h_n
 

@@ -36,8 +36,11 @@ def retain_freed_memory() -> bool:
     project's 2-core VM, filling a fresh 164 MB buffer takes 62 ms against 11 ms for a reused one,
     and the plain T=10,000 training step runs ~1.5x slower per step than at T=1,000. Raising
     glibc's mmap and trim thresholds (what MALLOC_MMAP_THRESHOLD_/MALLOC_TRIM_THRESHOLD_ do) keeps
-    the memory in the heap. Process-wide and never undone; the benchmark harness applies it for
-    every contestant alike. Returns False (and changes nothing) where the C library is not glibc.
+    the memory in the heap. It does not make every reuse immediate: the few bytes posix_memalign
+    trims off a block go to glibc's per-thread cache and keep the freed block from merging back,
+    so a request of the same size can take fresh heap pages for several more steps; the library's
+    own CPU ops therefore take their big buffers from a pool (backends/csrc/workspace.cpp).
+    Process-wide and never undone; the benchmark harness applies it for every contestant alike. Returns False (and changes nothing) where the C library is not glibc.
     """
     import ctypes
     import ctypes.util

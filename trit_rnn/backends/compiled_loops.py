@@ -129,6 +129,15 @@ def workspace_empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
     return ops.workspace_empty(list(shape), dtype)
 
 
+def contiguous_in_workspace(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """t in dtype and contiguous: t itself where it already is, else a copy into one of the reused
+    buffers. Why: the gradient autograd hands a recurrence is often an expanded or strided view
+    (that of outputs.sum(), of a slice), and a fresh [T, B, H] copy pays its page faults each step."""
+    if t.device.type != "cpu" or (t.dtype == dtype and t.is_contiguous()):
+        return t.to(dtype).contiguous()
+    return workspace_empty(tuple(t.shape), dtype).copy_(t)
+
+
 def release_workspace() -> int:
     """Frees the compiled loops' idle buffers; returns the bytes still held by live tensors."""
     ops = loops()

@@ -107,7 +107,7 @@ def dense_backward_fused(grad_out, grad_hn, outputs, weight, nonlinearity: str, 
     dtype = compute_dtype(outputs.dtype)
     w = weight.to(dtype)
     if T > 0 and compiled_loops.applies(outputs, w):
-        grad = grad_out.to(dtype).contiguous()
+        grad = compiled_loops.contiguous_in_workspace(grad_out, dtype)
         dh_last = grad[T - 1] if grad_hn is None else grad[T - 1] + grad_hn.to(dtype)
         dz, dh0, d_act_bias = compiled_loops.loops().dense_backward(
             grad, dh_last.contiguous(), outputs.to(dtype).contiguous(), w.contiguous(),

@@ -160,7 +160,7 @@ def lstm_backward(grad_out, grad_hn, grad_cn, outputs, gates, cells, h0, c0, wei
     c0 = _initial(c0, B, H, dtype, gates.device)
     dh = grad[T - 1] if grad_hn is None else grad[T - 1] + grad_hn.to(dtype)
     if compiled_loops.applies(gates, w):
-        operands = (grad, dh, dc, gates, cells, c0, w)
+        operands = (compiled_loops.contiguous_in_workspace(grad, dtype), dh, dc, gates, cells, c0, w)
         d_gates, dc0, d_bias = compiled_loops.loops().lstm_backward(
             *(t.contiguous() for t in operands), bias_grad
         )
@@ -270,7 +270,7 @@ def gru_backward(grad_out, grad_hn, outputs, gates, hidden_n, h0, weight_hh, non
     states = outputs.to(dtype)
     h0 = _initial(h0, B, H, dtype, gates.device)
     if compiled_loops.applies(gates, w):
-        grad = grad_out.to(dtype)
+        grad = compiled_loops.contiguous_in_workspace(grad_out, dtype)
         last = grad[T - 1] if grad_hn is None else grad[T - 1] + grad_hn.to(dtype)
         operands = (grad, last, states, gates, hidden_n, h0, w)
         d_pre, d_hidden, dh0 = compiled_loops.loops().gru_backward(
