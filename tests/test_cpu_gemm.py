@@ -1,10 +1,13 @@
 """The CPU GEMMs of the torch backends (oneDNN where it runs, torch otherwise) equal the plain
-products: step GEMM with bias and addend, the bulk linear and both of its gradients, empty shapes."""
+products: step GEMM with bias and addend, the bulk linear and both of its gradients, empty shapes,
+and the input projection built on them."""
 
 import pytest
 import torch
 
 from tests.tolerances import assert_close
+from trit_rnn import functional
+from trit_rnn.autograd import projection
 from trit_rnn.backends import cpu_gemm
 
 F64 = torch.float64
@@ -188,3 +191,29 @@ def test_tiny_bulk_gemms_take_addmm_untimed(monkeypatch):
     x, weight = torch.randn(40, 6), torch.randn(9, 6)
     assert_close(cpu_gemm.linear(x, weight, None), x.double() @ weight.double().T, torch.float32, "linear")
     assert cpu_gemm._bulk_kinds == {}
+
+
+@pytest.mark.parametrize("with_bias", [True, False], ids=["bias", "no bias"])
+def test_input_projection_matches_float64_linear(path, with_bias):
+    """functional.input_projection (its eager twin outside torch.compile) against float64 F.linear:
+    the output and the gradients of x, weight and bias."""
+    g = torch.Generator().manual_seed(3)
+    leaves = [torch.randn(7, 5, 6, generator=g, dtype=F64), torch.randn(9, 6, generator=g, dtype=F64)]
+    leaves += [torch.randn(9, generator=g, dtype=F64)] if with_bias else []
+    grad = torch.randn(7, 5, 9, generator=g, dtype=F64)
+    results = []
+    for fn, dtype in ((functional.input_projection, torch.float32), (torch.nn.functional.linear, F64)):
+        inputs = [leaf.to(dtype).requires_grad_() for leaf in leaves]
+        out = fn(*inputs) if with_bias else fn(*inputs, None)
+        out.backward(grad.to(dtype))
+        results.append([out.detach(), *(leaf.grad for leaf in inputs)])
+    for name, actual, expected in zip(["output", "dx", "d weight", "d bias"], *results, strict=False):
+        assert_close(actual, expected, torch.float32, name)
+
+
+def test_input_projection_op_registration_is_consistent():
+    g = torch.Generator().manual_seed(4)
+    x, weight, bias = (
+        torch.randn(*shape, generator=g).requires_grad_() for shape in ((4, 3, 5), (6, 5), (6,))
+    )
+    torch.library.opcheck(projection.input_projection_op, (x, weight, bias))

@@ -185,7 +185,7 @@ def input_projection(x, weight, bias=None):
         check_shape(bias, "bias", (weight.shape[0],), "one per output feature of weight [N, I]")
         check_same(bias, "bias", x, "x")
     if cpu_gemm.onednn_runs(x) and x.numel() > 0:
-        return _projection_ops.input_projection_op(x, weight, bias)
+        return _projection_ops.input_projection(x, weight, bias)
     return F.linear(x, weight, bias)
 
 

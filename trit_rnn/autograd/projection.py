@@ -1,16 +1,22 @@
 """The input projection x W^T + b of every recurrent layer as a custom op, so that its three GEMMs
 (forward, input and weight gradients) run on the CPU's fastest GEMM (backends/cpu_gemm.py);
-F.linear's CPU GEMM is MKL's, 2.3-2.5x slower on this project's AMD machines."""
+F.linear's CPU GEMM is MKL's, 2.3-2.5x slower on this project's AMD machines. Outside
+torch.compile it runs through its eager twin (autograd/eager.py)."""
 
 import torch
 
 from ..backends import cpu_gemm
+from . import eager
 
 
-@torch.library.custom_op("trit_rnn::input_projection", mutates_args=())
-def input_projection_op(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+def _input_projection(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     flat = x.reshape(-1, x.shape[-1])  # [M, I]
     return cpu_gemm.linear(flat, weight, bias).view(*x.shape[:-1], weight.shape[0])
+
+
+input_projection_op = torch.library.custom_op("trit_rnn::input_projection", mutates_args=())(
+    _input_projection
+)
 
 
 @input_projection_op.register_fake
@@ -39,3 +45,9 @@ def _backward(ctx, grad):
 
 
 input_projection_op.register_autograd(_backward, setup_context=_setup_context)
+InputProjection = eager.eager_function("InputProjection", _input_projection, _setup_context, _backward)
+
+
+def input_projection(x, weight, bias):
+    """x @ weight^T + bias [..., N]: the op while torch.compile traces, else its eager twin."""
+    return eager.call(input_projection_op, InputProjection, x, weight, bias)
