@@ -1,5 +1,5 @@
 """The compiled loops' packed AVX2 GEMM (csrc/step_gemm.cpp): the step GEMM of the time loops
-and the bulk `packed_matmul`, against float64 products at shapes that exercise every row-block
+and the bulk `packed_matmul` (and the narrow weight gradient of csrc/narrow_grad.cpp), against float64 products at shapes that exercise every row-block
 remainder (1-6 rows), column-panel tail (16 columns a panel) and K chunk (256 a chunk); which
 kernel runs where, and how it is forced. The loops themselves run on both kinds in test_compiled_loops.py."""
 
@@ -91,3 +91,40 @@ def test_packed_results_do_not_depend_on_the_thread_count(ops, monkeypatch):
         torch.set_num_threads(before)
     for one, two in zip(*results, strict=True):
         assert torch.equal(one, two)
+
+
+NARROW_SHAPES = [(0, 1, 9), (1, 2, 1), (300, 1, 37), (600, 2, 128), (257, 4, 16), (300, 5, 15), (40, 8, 24)]
+
+
+@pytest.mark.parametrize(("m", "k", "n"), NARROW_SHAPES, ids=[f"M{m}-K{k}-N{n}" for m, k, n in NARROW_SHAPES])
+def test_narrow_weight_grad_equals_the_product(ops, m, k, n):
+    """grad^T x for an x of 1-8 columns (csrc/narrow_grad.cpp) against float64, at shapes that
+    exercise its 16-, 8- and 1-column groups and its 256-row blocks, with grad's rows strided
+    (a view with a row stride of n + 3) and contiguous."""
+    g = torch.Generator().manual_seed(m + 10 * k + n)
+    wide = torch.randn(m, n + 3, generator=g, dtype=F64)
+    x = torch.randn(m, k, generator=g, dtype=F64)
+    for grad in (wide[:, :n].contiguous(), wide[:, 3:]):
+        result = ops.narrow_weight_grad(grad.float(), x.float())
+        assert result.shape == (n, k) and result.is_contiguous()
+        assert_close(result, grad.T @ x, F32, f"[{n}, {m}] x [{m}, {k}]")
+
+
+def test_narrow_weight_grad_rejects_bad_operands_and_is_thread_count_independent(ops):
+    with pytest.raises(RuntimeError, match="x must have 1 to 8 columns, got 9"):
+        ops.narrow_weight_grad(torch.zeros(3, 4), torch.zeros(3, 9))
+    with pytest.raises(RuntimeError, match="float32 operands expected"):
+        ops.narrow_weight_grad(torch.zeros(3, 4, dtype=F64), torch.zeros(3, 2, dtype=F64))
+    with pytest.raises(RuntimeError, match=r"grad \[M, N\] and x \[M, K\] expected"):
+        ops.narrow_weight_grad(torch.zeros(3, 4), torch.zeros(5, 2))
+    g = torch.Generator().manual_seed(8)
+    grad, x = torch.randn(700, 100, generator=g), torch.randn(700, 3, generator=g)
+    before = torch.get_num_threads()
+    try:
+        results = []
+        for threads in (1, 2, 3):
+            torch.set_num_threads(threads)
+            results.append(ops.narrow_weight_grad(grad, x))
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(results[0], results[1]) and torch.equal(results[0], results[2])

@@ -37,7 +37,10 @@ from ..nonlinearity import Nonlinearity
 log = logging.getLogger(__name__)
 
 _CSRC = Path(__file__).parent / "csrc"
-_SOURCES = [_CSRC / name for name in ("time_loops.cpp", "skew_exp.cpp", "step_gemm.cpp", "workspace.cpp")]
+_SOURCES = [
+    _CSRC / name
+    for name in ("time_loops.cpp", "skew_exp.cpp", "step_gemm.cpp", "narrow_grad.cpp", "workspace.cpp")
+]
 _HEADERS = [_CSRC / "step_gemm.h"]  # not compiled on their own, but part of the build's hash
 
 # the `kind` argument of the loops' activations (csrc/time_loops.cpp's Candidate)

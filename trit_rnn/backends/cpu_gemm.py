@@ -11,6 +11,9 @@ by timing: the step GEMMs at a shape's first loop (`step_kind`), the bulk GEMMs 
 at a shape's first call, on its real operands (`_faster`); see _winner for what keeps two
 processes on the same kinds.
 
+`linear_weight_grad` of an input of at most 8 features runs on the compiled loops' one-pass
+kernel (csrc/narrow_grad.cpp), which MKL is 2-3x slower than at that shape.
+
 `StepGemm(weight, batch, bias)` prepares a weight [N, K] once per call of a backend; calling it
 with x [B, K] returns x @ weight^T + bias + other ([B, N], a new tensor). `linear`,
 `linear_input_grad` and `linear_weight_grad` are the bulk GEMMs around the loops. The oneDNN op is torch's own
@@ -249,6 +252,8 @@ def linear_weight_grad(grad: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     GRU's weight_hh) 55.5 -> 22.6 ms, [512, 128] (an LSTM's) 69.3 -> 28.4 ms, [128, 2] (an input
     size-2 projection's) 5.6 -> 0.5 ms; MKL's grad.t() @ x took 35.8, 48.4 and 6.9 ms there, but
     17.9 against oneDNN's 27.7 ms for the LSTM's on the Intel machine (2 threads)."""
+    if _narrow_kernel_runs(grad, x):
+        return compiled_loops.loops().narrow_weight_grad(grad, x)
     if not (onednn_runs(grad) and x.dtype == grad.dtype and grad.numel() and x.numel()):
         return _mkl_weight_grad(grad, x)  # also the empty reductions (T = 1) oneDNN has no primitive for
     linear = torch.ops.mkldnn._linear_pointwise
@@ -265,6 +270,22 @@ def linear_weight_grad(grad: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 _NARROW = 16  # below this many columns of x, MKL's grad^T @ x is the slow orientation
+_NARROW_KERNEL_COLUMNS = 8  # the widest x of the compiled loops' narrow_weight_grad
+
+
+def _narrow_kernel_runs(grad: torch.Tensor, x: torch.Tensor) -> bool:
+    """Whether grad^T x goes to the compiled loops' kernel for an x of at most 8 columns
+    (csrc/narrow_grad.cpp: one pass over grad, deterministic): float32 operands where the packed
+    kernel runs, unless TRIT_RNN_CPU_GEMM forces addmm or onednn. At M = 3200, N = 128 on the AMD
+    VM it took 30-73 us for K = 1..8 against 67-205 us for MKL's faster orientation; at M = 320,000
+    and K = 2 both it and oneDNN read grad at memory speed (13.8 and 12.6 ms)."""
+    return (
+        1 <= x.shape[1] <= _NARROW_KERNEL_COLUMNS
+        and grad.dtype == x.dtype
+        and (grad.stride(1) == 1 or grad.shape[1] == 1)
+        and _forced_kind() in (None, "packed")
+        and packed_runs(grad)
+    )
 
 
 def _mkl_weight_grad(grad: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

@@ -736,6 +736,8 @@ Tensor skew_exp_backward(const Tensor& grad_w, const Tensor& theta, const Tensor
 // step_gemm.cpp (StepGemm's kind and a product through it, for tests; the bulk packed GEMM)
 Tensor step_gemm_matmul(const Tensor& a, const Tensor& b);
 Tensor packed_matmul(const Tensor& a, const Tensor& b, const std::optional<Tensor>& bias);
+// narrow_grad.cpp
+Tensor narrow_weight_grad(const Tensor& grad, const Tensor& x);
 // workspace.cpp
 Tensor workspace_empty_op(at::IntArrayRef sizes, at::ScalarType dtype);
 int64_t set_workspace_limit(int64_t limit_bytes);
@@ -760,6 +762,7 @@ TORCH_LIBRARY(trit_rnn_cpu, m) {
   m.def("packed_gemm_available", &packed_gemm_available);
   m.def("packed_gemm_preferred", &packed_gemm_preferred);
   m.def("packed_matmul", &packed_matmul);
+  m.def("narrow_weight_grad", &narrow_weight_grad);
   m.def("workspace_empty", &workspace_empty_op);
   m.def("set_workspace_limit", &set_workspace_limit);
 }
