@@ -59,9 +59,9 @@ void column_group(const float* g, int64_t ldg, const float* x, int64_t r0, int64
     }
 }
 
-// Columns [n_begin, n_end) of ct, block of rows by block of rows (a block's share of g stays in
-// L2 while its column groups are summed): 16 columns at a time (8 for K > 4, whose 2K
-// accumulators would not fit the 16 AVX2 registers), then 8, then one by one.
+// Columns [n_begin, n_end) of ct, block of rows by block of rows (the block's rows of x stay in
+// L1 across its column groups): 16 columns at a time (8 for K > 4, whose 2K accumulators would
+// not fit the 16 AVX2 registers), then 8, then one by one.
 template <int K>
 void columns(const float* g, int64_t ldg, const float* x, int64_t M, int64_t n_begin, int64_t n_end, float* ct,
              int64_t N) {
