@@ -217,3 +217,24 @@ def test_input_projection_op_registration_is_consistent():
         torch.randn(*shape, generator=g).requires_grad_() for shape in ((4, 3, 5), (6, 5), (6,))
     )
     torch.library.opcheck(projection.input_projection_op, (x, weight, bias))
+
+
+def test_only_plain_tensors_outside_dispatch_modes_are_timed_or_given_to_the_kernels():
+    """Fake tensors (a trace's) and any active dispatch mode (a tracer, a FLOP counter) keep the
+    GEMMs off the timing and the compiled kernels, which read data and have no fake kernels."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    plain = torch.zeros(4, 4)
+    assert cpu_gemm._real(plain, torch.nn.Parameter(torch.zeros(2)))
+    assert cpu_gemm.packed_runs(plain)
+    with FakeTensorMode():
+        fake = torch.zeros(4, 4)
+    assert not cpu_gemm._real(fake) and not cpu_gemm.packed_runs(fake)
+
+    class Passthrough(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            return func(*args, **(kwargs or {}))
+
+    with Passthrough():
+        assert not cpu_gemm._real(plain) and not cpu_gemm.packed_runs(plain)

@@ -24,6 +24,7 @@ for float64 / non-CPU tensors, plain torch.addmm is used, so results never depen
 import os
 import time
 from collections.abc import Callable
+from functools import cache
 
 import torch
 
@@ -38,10 +39,27 @@ def onednn_runs(x: torch.Tensor) -> bool:
         not torch.compiler.is_compiling()
         and x.device.type == "cpu"
         and x.dtype in (torch.float32, torch.bfloat16)
-        and torch.backends.mkldnn.is_available()
+        and _onednn_built()
+    )
+
+
+@cache
+def _onednn_built() -> bool:
+    return (
+        torch.backends.mkldnn.is_available()
         and hasattr(torch.ops.mkldnn, "_linear_pointwise")
         and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")
     )
+
+
+_PLAIN = (torch.Tensor, torch.nn.Parameter)
+
+
+def _real(*tensors: torch.Tensor) -> bool:
+    """Plain tensors with data, no dispatch mode active: what may be timed and handed to a compiled
+    kernel (a trace's fake and functional tensors are subclasses). torch._guards.detect_fake_mode,
+    which this replaces, took 10 us a call, and a training step makes several of these calls."""
+    return all(type(t) in _PLAIN for t in tensors) and not torch._C._len_torch_dispatch_stack()
 
 
 class StepGemm:
@@ -158,10 +176,15 @@ def packed_runs(x: torch.Tensor) -> bool:
     run this bulk GEMM: float32 CPU tensors, the loops built, x86 with AVX2 and FMA."""
     return (
         x.dtype == torch.float32
-        and torch._guards.detect_fake_mode((x,)) is None  # a C++ op with no fake kernel
+        and _real(x)  # a C++ op with no fake kernel
         and compiled_loops.applies(x)
-        and bool(compiled_loops.loops().packed_gemm_available())
+        and _packed_built()
     )
+
+
+@cache
+def _packed_built() -> bool:
+    return bool(compiled_loops.loops().packed_gemm_available())
 
 
 def _with_packed(
@@ -192,7 +215,7 @@ def _faster(op: str, operands: tuple[torch.Tensor, ...], runs: dict[str, Callabl
         return next(iter(runs.values()))()
     if torch.are_deterministic_algorithms_enabled():
         return runs["addmm"]()
-    if torch._guards.detect_fake_mode(operands) is not None:
+    if not _real(*operands):
         return runs["onednn"]()  # traced (aot_autograd, opcheck): symbolic shapes, nothing to time
     rows, *rest = operands[0].shape  # M, then N or K
     other = operands[1].shape[1:] if op == "weight_grad" else operands[1].shape  # without M
