@@ -7,7 +7,7 @@ import torch
 
 from tests.tolerances import assert_close
 from trit_rnn import functional
-from trit_rnn.autograd import projection
+from trit_rnn.autograd import eager, projection
 from trit_rnn.backends import cpu_gemm
 
 F64 = torch.float64
@@ -226,15 +226,15 @@ def test_only_plain_tensors_outside_dispatch_modes_are_timed_or_given_to_the_ker
     from torch.utils._python_dispatch import TorchDispatchMode
 
     plain = torch.zeros(4, 4)
-    assert cpu_gemm._real(plain, torch.nn.Parameter(torch.zeros(2)))
+    assert eager.runs_eagerly(plain, torch.nn.Parameter(torch.zeros(2)))
     assert cpu_gemm.packed_runs(plain)
     with FakeTensorMode():
         fake = torch.zeros(4, 4)
-    assert not cpu_gemm._real(fake) and not cpu_gemm.packed_runs(fake)
+    assert not eager.runs_eagerly(fake) and not cpu_gemm.packed_runs(fake)
 
     class Passthrough(TorchDispatchMode):
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             return func(*args, **(kwargs or {}))
 
     with Passthrough():
-        assert not cpu_gemm._real(plain) and not cpu_gemm.packed_runs(plain)
+        assert not eager.runs_eagerly(plain) and not cpu_gemm.packed_runs(plain)

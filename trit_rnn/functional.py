@@ -1,13 +1,11 @@
 """Functional ops: validate inputs, explain errors, pick a backend, call the custom op."""
 
 import torch
-from torch.nn import functional as F
 
 from . import dispatch
 from .autograd import checkpointed as _checkpointed_ops
 from .autograd import dense as _dense_ops
 from .autograd import projection as _projection_ops
-from .backends import cpu_gemm
 from .functional_complex import complex_dense_recurrence
 from .functional_gated import deep_transition_recurrence, gru_recurrence, lstm_recurrence  # noqa: F401 (re-exported)
 from .nonlinearity import Nonlinearity
@@ -145,7 +143,7 @@ def _dense_call(x, weight_ih, bias_ih, weight_hh, h0, act_bias, nl, chosen, chec
     """One Elman layer's op call (x is pre itself without weight_ih); lengths for the kernels only."""
     if checkpoint_every is None:
         # under autocast input_projection's F.linear fallback is the autocast dtype: the recurrence keeps x's
-        pre = x if weight_ih is None else input_projection(x, weight_ih, bias_ih).to(x.dtype)  # [T, B, H]
+        pre = x if weight_ih is None else _projection_ops.input_projection(x, weight_ih, bias_ih).to(x.dtype)
         lengths = lengths.to(pre.device) if lengths is not None else None
         return _dense_ops.dense_recurrence(pre, weight_hh, h0, act_bias, lengths, nl.value, chosen)
     outputs, h_n, _ = _checkpointed_ops.dense_rnn_checkpointed_op(
@@ -162,7 +160,11 @@ def _dense_by_segments(x, weight_ih, bias_ih, weight_hh, h0, act_bias, nl, chose
         return outputs, (h_n,)
 
     if checkpoint_every is None and weight_ih is not None:
-        x, weight_ih, bias_ih = input_projection(x, weight_ih, bias_ih).to(x.dtype), None, None  # one GEMM
+        x, weight_ih, bias_ih = (
+            _projection_ops.input_projection(x, weight_ih, bias_ih).to(x.dtype),
+            None,
+            None,
+        )
     outputs, (h_n,) = run_segments(run, x, (h0,), lengths)
     return outputs, h_n
 
@@ -184,9 +186,7 @@ def input_projection(x, weight, bias=None):
         check_tensor(bias, "bias", ndim=1)
         check_shape(bias, "bias", (weight.shape[0],), "one per output feature of weight [N, I]")
         check_same(bias, "bias", x, "x")
-    if cpu_gemm.onednn_runs(x) and x.numel() > 0:
-        return _projection_ops.input_projection(x, weight, bias)
-    return F.linear(x, weight, bias)
+    return _projection_ops.input_projection(x, weight, bias)
 
 
 def dense_rnn(

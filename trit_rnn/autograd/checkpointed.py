@@ -19,14 +19,13 @@ import torch
 from ..backends import cpu_gemm, torch_dense
 from ..backends.torch_dense import compute_dtype
 from .dense import act_bias_grad, backend_impl
+from .projection import project
 
 
 def _project(x, weight_ih, bias_ih):
-    """pre [L, B, H] of x [L, B, I] on the CPU's fastest GEMM (cpu_gemm.linear: MKL's addmm
-    first copies the bias into a fresh [L * B, H] output); x itself without an input projection."""
-    if weight_ih is None:
-        return x
-    return cpu_gemm.linear(x.reshape(-1, x.shape[-1]), weight_ih, bias_ih).view(*x.shape[:-1], -1)
+    """pre [L, B, H] of x [L, B, I] on the CPU's fastest GEMM (F.linear's MKL addmm first copies the
+    bias into a fresh [L * B, H] output); x itself without an input projection."""
+    return x if weight_ih is None else project(x, weight_ih, bias_ih)
 
 
 def num_checkpoints(steps, checkpoint_every: int):

@@ -9,14 +9,14 @@ from ..backends import cpu_gemm
 from . import eager
 
 
-def _input_projection(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+def project(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """x [..., I] @ weight^T + bias [..., N] on cpu_gemm.linear, without autograd (the op's body;
+    also the checkpointed layer's recomputation)."""
     flat = x.reshape(-1, x.shape[-1])  # [M, I]
     return cpu_gemm.linear(flat, weight, bias).view(*x.shape[:-1], weight.shape[0])
 
 
-input_projection_op = torch.library.custom_op("trit_rnn::input_projection", mutates_args=())(
-    _input_projection
-)
+input_projection_op = torch.library.custom_op("trit_rnn::input_projection", mutates_args=())(project)
 
 
 @input_projection_op.register_fake
@@ -45,9 +45,12 @@ def _backward(ctx, grad):
 
 
 input_projection_op.register_autograd(_backward, setup_context=_setup_context)
-InputProjection = eager.eager_function("InputProjection", _input_projection, _setup_context, _backward)
+InputProjection = eager.eager_function("InputProjection", project, _setup_context, _backward)
 
 
 def input_projection(x, weight, bias):
-    """x @ weight^T + bias [..., N]: the op while torch.compile traces, else its eager twin."""
+    """x @ weight^T + bias [..., N] for checked arguments: where oneDNN runs x's dtype, the op while
+    torch.compile traces, else its eager twin; elsewhere F.linear itself."""
+    if not (cpu_gemm.onednn_runs(x) and x.numel() > 0):
+        return torch.nn.functional.linear(x, weight, bias)
     return eager.call(input_projection_op, InputProjection, x, weight, bias)

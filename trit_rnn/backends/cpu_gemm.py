@@ -28,6 +28,7 @@ from functools import cache
 
 import torch
 
+from ..autograd import eager
 from . import compiled_loops
 
 
@@ -50,16 +51,6 @@ def _onednn_built() -> bool:
         and hasattr(torch.ops.mkldnn, "_linear_pointwise")
         and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")
     )
-
-
-_PLAIN = (torch.Tensor, torch.nn.Parameter)
-
-
-def _real(*tensors: torch.Tensor) -> bool:
-    """Plain tensors with data, no dispatch mode active: what may be timed and handed to a compiled
-    kernel (a trace's fake and functional tensors are subclasses). torch._guards.detect_fake_mode,
-    which this replaces, took 10 us a call, and a training step makes several of these calls."""
-    return all(type(t) in _PLAIN for t in tensors) and not torch._C._len_torch_dispatch_stack()
 
 
 class StepGemm:
@@ -176,7 +167,7 @@ def packed_runs(x: torch.Tensor) -> bool:
     run this bulk GEMM: float32 CPU tensors, the loops built, x86 with AVX2 and FMA."""
     return (
         x.dtype == torch.float32
-        and _real(x)  # a C++ op with no fake kernel
+        and eager.runs_eagerly(x)  # plain tensors with data: a C++ op with no fake kernel
         and compiled_loops.applies(x)
         and _packed_built()
     )
@@ -215,7 +206,7 @@ def _faster(op: str, operands: tuple[torch.Tensor, ...], runs: dict[str, Callabl
         return next(iter(runs.values()))()
     if torch.are_deterministic_algorithms_enabled():
         return runs["addmm"]()
-    if not _real(*operands):
+    if not eager.runs_eagerly(*operands):
         return runs["onednn"]()  # traced (aot_autograd, opcheck): symbolic shapes, nothing to time
     rows, *rest = operands[0].shape  # M, then N or K
     other = operands[1].shape[1:] if op == "weight_grad" else operands[1].shape  # without M
