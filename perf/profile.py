@@ -1,7 +1,8 @@
 """`trit-rnn profile`: long-sequence training of one cell, with and without gradient checkpointing.
 
 For each sequence length T it reports the seconds per time step of one forward+backward (median of
-interleaved rounds, divided by T) and the peak memory of the recurrence itself:
+interleaved rounds, divided by T), how much slower each checkpointed run is than the plain one (the
+median of their ratios within a round, `x plain`) and the peak memory of the recurrence itself:
   - CPU: the bytes of the distinct storages autograd saves for the backward during the forward
     (trit_rnn.memory.saved_tensor_bytes); the input x counts, the model's outputs only when saved;
   - GPU: torch.cuda.max_memory_allocated during forward+backward, above what was allocated before.
@@ -15,12 +16,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .. import registry
 from ..memory import retain_freed_memory, saved_tensor_bytes
 from .device import DeviceInfo
 from .sweep import DTYPES, timer_for
+from .timing import Timing
 
 
 @dataclass
@@ -33,7 +36,7 @@ class ProfileSpec:
     backend: str | None = None  # None: the cell's first backend that runs (GPU-only ones first on a GPU)
     dtype: str = "float32"
     checkpoint_every: int | None = None  # None: ceil(sqrt(T)) per T
-    rounds: int = 3
+    rounds: int = 5
     adaptive_rounds: bool = True  # more rounds for short sequences (see rounds_for)
     # Time the recurrence op alone (functional.dense_rnn with the cell's matrix materialised once
     # and held as a leaf) instead of the whole module: what the backend costs per step, without
@@ -49,6 +52,14 @@ def checkpoint_for(seq_len: int, checkpoint_every: int | None) -> int:
 def rounds_for(seq_len: int, rounds: int) -> int:
     """More rounds for short sequences, whose calls are short and noisier."""
     return max(rounds, min(50, 3000 // seq_len))
+
+
+def paired_ratio(variant: Timing, plain: Timing) -> float:
+    """The median over rounds of variant / plain within the same round. The two ran back to back, so
+    a machine that slows down for a while (the 2-core VM's speed drifts 1.3-2x within minutes)
+    slows both runs of that round and leaves their ratio alone, where the ratio of two medians
+    taken from different rounds moves with the drift."""
+    return float(np.median([v / p for v, p in zip(variant.seconds, plain.seconds, strict=True)]))
 
 
 def cpu_memory(model, x) -> int:
@@ -179,6 +190,7 @@ def run_profile(
                     # (t(T) - t(1)) / (T - 1): the cost of one more step, flat in T unless
                     # something grows faster than linearly (a hidden O(T^2))
                     "seconds_per_step_marginal": (timing.median - fixed) / max(1, seq_len - 1),
+                    "slowdown_vs_plain": paired_ratio(timing, timings["False"]),
                     "rounds": len(timing.seconds),
                     "scope": "recurrence op" if spec.recurrence_only else "module",
                 }
@@ -205,7 +217,7 @@ def write_trace(variants: dict, x: torch.Tensor, path: Path | str, device: Devic
 
 def format_profile(records: list[dict]) -> str:
     lines = [f"{'T':>7} {'checkpoint':>10} {'peak memory':>14} {'us/step':>9} {'p20-p80':>15} "
-             f"{'T=1 ms':>9} {'marginal us/step':>17}"]  # fmt: skip
+             f"{'x plain':>8} {'T=1 ms':>9} {'marginal us/step':>17}"]  # fmt: skip
     for r in records:
         band = f"{r['seconds_per_step_p20'] * 1e6:.1f}-{r['seconds_per_step_p80'] * 1e6:.1f}"
         k = r["checkpoint"] if r["checkpoint"] else "no"
@@ -213,6 +225,6 @@ def format_profile(records: list[dict]) -> str:
         marginal = f"{r['seconds_per_step_marginal'] * 1e6:.1f}"
         lines.append(
             f"{r['seq_len']:>7} {k!s:>10} {r['peak_bytes'] / 2**20:>10.2f} MiB {r['seconds_per_step'] * 1e6:>9.1f}"
-            f" {band:>15} {fixed:>9} {marginal:>17}"
+            f" {band:>15} {r['slowdown_vs_plain']:>8.2f} {fixed:>9} {marginal:>17}"
         )
     return "\n".join(lines)

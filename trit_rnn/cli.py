@@ -223,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     prof.add_argument("--backend", default=None, help="default: the cell's first backend that runs here")
     prof.add_argument("--dtype", default="float32", choices=["float32", "float64", "bfloat16", "float16"])
     prof.add_argument("--checkpoint-every", type=int, default=None, help="K; default ceil(sqrt(T))")
-    prof.add_argument("--rounds", type=int, default=3)
+    prof.add_argument("--rounds", type=int, default=5, help="at least this many; more for short T")
     prof.add_argument("--device", choices=["cpu", "cuda"], default=None)
     prof.add_argument(
         "--trace", type=Path, default=None, help="write a torch.profiler trace (JSON) of the longest T"

@@ -82,12 +82,28 @@ def test_gpu_memory_branch_measures_peak_above_baseline():
         r["fixed_seconds"] == pytest.approx(0.6) and r["seconds_per_step_marginal"] == 0 for r in records
     )
     assert fake.calls.count("sync") == 4
+    assert all(r["slowdown_vs_plain"] == pytest.approx(1.0) for r in records)
 
 
 def _timing(name, seconds):
     from trit_rnn.perf.timing import Timing
 
     return Timing(name, [seconds])
+
+
+def test_slowdown_vs_plain_pairs_the_runs_of_one_round():
+    """variant / plain within each round, then their median: a machine 3x slower in round 2 slows
+    both runs of that round and leaves their ratio alone."""
+    plain = _timing("False", 0)
+    plain.seconds = [1.0, 3.0, 2.0]
+    checkpointed = _timing("10", 0)
+    checkpointed.seconds = [1.1, 3.3, 2.2]
+    assert profile.paired_ratio(checkpointed, plain) == pytest.approx(1.1)
+    assert profile.paired_ratio(plain, plain) == 1.0
+    checkpointed.seconds = [1.5, 3.3, 2.8]  # 1.5, 1.1 and 1.4 times its round's plain run
+    assert profile.paired_ratio(checkpointed, plain) == pytest.approx(1.4)
+    with pytest.raises(ValueError):  # rounds that do not pair up are a bug, not a number
+        profile.paired_ratio(_timing("10", 1.0), plain)
 
 
 def test_default_checkpoint_is_sqrt_t():
